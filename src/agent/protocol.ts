@@ -1,0 +1,157 @@
+// Host side of the agent protocol (docs/agent-protocol.md): framing and TLV.
+export const PROTOCOL_VERSION = 1;
+export const HEADER_SIZE = 12;
+export const MAX_PAYLOAD = 1 << 20;
+
+export const MsgType = {
+  HELLO: 1,
+  RUN: 2,
+  STARTED: 3,
+  STDOUT: 4,
+  STDERR: 5,
+  STDIN: 6,
+  EXIT: 7,
+  SIGNAL: 8,
+  POWEROFF: 9,
+  ERROR: 10,
+} as const;
+
+export const Tag = {
+  VERSION: 1,
+  AGENT: 2,
+  ARG: 3,
+  ENV: 4,
+  CWD: 5,
+  PID: 6,
+  STATUS: 7,
+  WAITSTATUS: 8,
+  SIGNO: 9,
+  ERRNO: 10,
+  MESSAGE: 11,
+  STDIN: 12,
+} as const;
+
+export interface Frame {
+  type: number;
+  flags: number;
+  id: number;
+  payload: Uint8Array;
+}
+
+export class ProtocolError extends Error {}
+
+export function encodeFrame(type: number, id: number, payload: Uint8Array = new Uint8Array(0)): Uint8Array {
+  if (payload.byteLength > MAX_PAYLOAD) throw new ProtocolError(`message of ${payload.byteLength} bytes exceeds 1 MiB`);
+  const out = new Uint8Array(HEADER_SIZE + payload.byteLength);
+  const v = new DataView(out.buffer);
+  v.setUint32(0, payload.byteLength, true);
+  v.setUint16(4, type, true);
+  v.setUint16(6, 0, true);
+  v.setUint32(8, id, true);
+  out.set(payload, HEADER_SIZE);
+  return out;
+}
+
+/** Incremental frame parser for a byte stream. */
+export class FrameReader {
+  private chunks: Uint8Array[] = [];
+  private buffered = 0;
+
+  push(data: Uint8Array): void {
+    this.chunks.push(data);
+    this.buffered += data.byteLength;
+  }
+
+  private peek(n: number): Uint8Array {
+    if (this.chunks[0]!.byteLength < n) {
+      const all = new Uint8Array(this.buffered);
+      let o = 0;
+      for (const c of this.chunks) { all.set(c, o); o += c.byteLength; }
+      this.chunks = [all];
+    }
+    return this.chunks[0]!.subarray(0, n);
+  }
+
+  private consume(n: number): void {
+    this.buffered -= n;
+    while (n > 0) {
+      const c = this.chunks[0]!;
+      if (c.byteLength <= n) { this.chunks.shift(); n -= c.byteLength; }
+      else { this.chunks[0] = c.subarray(n); n = 0; }
+    }
+  }
+
+  /** The next complete frame, or null. Throws ProtocolError on an oversized frame. */
+  next(): Frame | null {
+    if (this.buffered < HEADER_SIZE) return null;
+    const h = this.peek(HEADER_SIZE);
+    const v = new DataView(h.buffer, h.byteOffset, HEADER_SIZE);
+    const len = v.getUint32(0, true);
+    if (len > MAX_PAYLOAD) throw new ProtocolError(`agent sent a ${len}-byte message (limit 1 MiB)`);
+    if (this.buffered < HEADER_SIZE + len) return null;
+    const type = v.getUint16(4, true);
+    const flags = v.getUint16(6, true);
+    const id = v.getUint32(8, true);
+    const whole = this.peek(HEADER_SIZE + len);
+    const payload = whole.slice(HEADER_SIZE);
+    this.consume(HEADER_SIZE + len);
+    return { type, flags, id, payload };
+  }
+}
+
+export type Attr = { tag: number; value: Uint8Array };
+
+export class TlvWriter {
+  private parts: Uint8Array[] = [];
+  private add(tag: number, value: Uint8Array): this {
+    const h = new Uint8Array(6);
+    const v = new DataView(h.buffer);
+    v.setUint16(0, tag, true);
+    v.setUint32(2, value.byteLength, true);
+    this.parts.push(h, value);
+    return this;
+  }
+  string(tag: number, s: string): this {
+    if (s.includes('\0')) throw new ProtocolError('string contains NUL');
+    return this.add(tag, new TextEncoder().encode(s));
+  }
+  u32(tag: number, n: number): this {
+    const b = new Uint8Array(4);
+    new DataView(b.buffer).setUint32(0, n, true);
+    return this.add(tag, b);
+  }
+  u8(tag: number, n: number): this {
+    return this.add(tag, Uint8Array.of(n));
+  }
+  finish(): Uint8Array {
+    return Buffer.concat(this.parts);
+  }
+}
+
+export function parseTlv(payload: Uint8Array): Attr[] {
+  const out: Attr[] = [];
+  const v = new DataView(payload.buffer, payload.byteOffset, payload.byteLength);
+  let o = 0;
+  while (o < payload.byteLength) {
+    if (o + 6 > payload.byteLength) throw new ProtocolError('truncated attribute header');
+    const tag = v.getUint16(o, true);
+    const len = v.getUint32(o + 2, true);
+    o += 6;
+    if (len > payload.byteLength - o) throw new ProtocolError('attribute overruns message');
+    out.push({ tag, value: payload.subarray(o, o + len) });
+    o += len;
+  }
+  return out;
+}
+
+export function attrString(attrs: Attr[], tag: number): string | undefined {
+  const a = attrs.find((x) => x.tag === tag);
+  return a ? new TextDecoder('utf-8', { fatal: false }).decode(a.value) : undefined;
+}
+
+export function attrInt(attrs: Attr[], tag: number, signed = false): number | undefined {
+  const a = attrs.find((x) => x.tag === tag);
+  if (!a || a.value.byteLength !== 4) return undefined;
+  const v = new DataView(a.value.buffer, a.value.byteOffset, 4);
+  return signed ? v.getInt32(0, true) : v.getUint32(0, true);
+}

@@ -1,0 +1,93 @@
+// virtio-fs device: queue 0 is the high-priority queue (FORGET, INTERRUPT),
+// queues 1.. carry FUSE requests. Each descriptor chain is one request that
+// the FUSE passthrough server answers in place, in guest memory.
+import { type DeviceEnv, type VirtioDevice, VIRTIO_ID_FS } from '../../virtio/device.js';
+import { ChainError, QueueError } from '../../virtio/queue.js';
+import { GuestMemoryError } from '../../memory.js';
+import { FuseServer } from './fuse-server.js';
+
+export interface VirtioFsOptions {
+  root: string;
+  tag: string;
+  readonly?: boolean;
+  requestQueues?: number;
+}
+
+export class VirtioFsDevice implements VirtioDevice {
+  readonly deviceId = VIRTIO_ID_FS;
+  readonly queueCount: number;
+  readonly queueMaxSize = 1024;
+  readonly deviceFeatures = 0n;
+  private env?: DeviceEnv;
+  private readonly tag: string;
+  private readonly server: FuseServer;
+  private badChains = 0;
+
+  constructor(opts: VirtioFsOptions) {
+    const tagBytes = Buffer.byteLength(opts.tag);
+    if (tagBytes === 0 || tagBytes > 36) throw new Error(`virtio-fs tag must be 1-36 bytes: ${opts.tag}`);
+    this.tag = opts.tag;
+    this.queueCount = 1 + (opts.requestQueues ?? 1);
+    this.server = new FuseServer({
+      root: opts.root,
+      readonly: opts.readonly ?? false,
+      log: (m) => this.env?.log(`virtio-fs: ${m}`),
+    });
+  }
+
+  readConfig(): Uint8Array {
+    // struct virtio_fs_config { u8 tag[36]; le32 num_request_queues; }
+    const b = new Uint8Array(40);
+    b.set(Buffer.from(this.tag));
+    new DataView(b.buffer).setUint32(36, this.queueCount - 1, true);
+    return b;
+  }
+
+  attach(env: DeviceEnv): void {
+    this.env = env;
+  }
+
+  notify(index: number): void {
+    const vq = this.env?.queue(index);
+    if (!vq) return;
+    let done = 0;
+    for (;;) {
+      let chain;
+      try {
+        chain = vq.pop();
+      } catch (err) {
+        if (err instanceof ChainError) {
+          this.badChains++;
+          this.env!.log(`virtio-fs: bad chain: ${err.message}`);
+          vq.push(err.head, 0);
+          done++;
+          continue;
+        }
+        if (err instanceof QueueError || err instanceof GuestMemoryError) {
+          this.env!.log(`virtio-fs: queue ${index} broken: ${err.message}`);
+          break;
+        }
+        throw err;
+      }
+      if (!chain) break;
+      const written = this.server.handle({ readable: chain.readable, writable: chain.writable });
+      vq.push(chain.head, written);
+      done++;
+      // Interrupt in batches so a long run of requests does not starve the guest.
+      if (done % 16 === 0) vq.notify();
+    }
+    if (done % 16 !== 0) vq.notify();
+  }
+
+  reset(): void {
+    // The FUSE session ends with the driver; inodes are dropped at DESTROY/close.
+  }
+
+  stats(): Record<string, number> {
+    return { ...this.server.stats(), badChains: this.badChains };
+  }
+
+  close(): void {
+    this.server.close();
+  }
+}

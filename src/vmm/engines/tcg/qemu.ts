@@ -1,0 +1,56 @@
+// The tcg engine: QEMU runs the CPU (`-accel tcg -M microvm`) and nothing
+// else of substance; every virtio device is a husk backend reached over
+// vhost-user, with guest RAM shared through a memfd.
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import type { EngineExit, MachineConfig, RunningEngine } from '../../engine.js';
+
+export const QEMU_BINARY = process.env.HUSK_QEMU ?? 'qemu-system-x86_64';
+
+export function qemuArgs(cfg: MachineConfig, socketPaths: string[]): string[] {
+  const args = [
+    '-accel', 'tcg,thread=multi',
+    '-M', 'microvm,acpi=off,pit=on,pic=on,rtc=off,isa-serial=on,memory-backend=mem',
+    '-cpu', 'max',
+    '-smp', String(cfg.vcpus),
+    '-m', `${cfg.memoryMiB}M`,
+    '-object', `memory-backend-memfd,id=mem,size=${cfg.memoryMiB}M,share=on`,
+    '-nodefaults', '-no-user-config', '-nographic', '-no-reboot',
+    '-serial', `file:${cfg.consoleLog}`,
+    '-monitor', 'none',
+    '-kernel', cfg.kernel,
+    '-initrd', cfg.initrd,
+    '-append', cfg.cmdline,
+  ];
+  cfg.devices.forEach((d, i) => {
+    const chardev = `dev${i}`;
+    args.push('-chardev', `socket,id=${chardev},path=${socketPaths[i]}`);
+    if (d.kind === 'fs') {
+      args.push('-device', `vhost-user-fs-device,chardev=${chardev},tag=${d.tag},queue-size=1024`);
+    } else if (d.kind === 'vsock') {
+      args.push('-device', `vhost-user-vsock-device,chardev=${chardev}`);
+    }
+  });
+  return args;
+}
+
+export function startQemu(cfg: MachineConfig, socketPaths: string[]): RunningEngine {
+  const errLog = fs.openSync(`${cfg.stateDir}/qemu.log`, 'a');
+  const child = spawn(QEMU_BINARY, qemuArgs(cfg, socketPaths), {
+    stdio: ['ignore', errLog, errLog],
+    detached: false,
+  });
+  fs.closeSync(errLog);
+  const exited = new Promise<EngineExit>((resolve) => {
+    child.on('exit', (code, signal) => resolve({ code, signal }));
+    child.on('error', () => resolve({ code: 127, signal: null }));
+  });
+  return {
+    name: 'tcg',
+    get pid() { return child.pid ?? -1; },
+    exited,
+    kill(signal: NodeJS.Signals = 'SIGKILL') {
+      if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+    },
+  };
+}

@@ -1,0 +1,204 @@
+// Split virtqueue (virtio 1.x §2.7), device side. Everything read from the
+// rings is guest-controlled: indices are bounded, chains are length- and
+// loop-checked, and a bad chain is reported as an error, never followed.
+import { GuestMemory, GuestMemoryError, dv } from '../memory.js';
+
+const VIRTQ_DESC_F_NEXT = 1;
+const VIRTQ_DESC_F_WRITE = 2;
+const VIRTQ_DESC_F_INDIRECT = 4;
+const VIRTQ_AVAIL_F_NO_INTERRUPT = 1;
+/** Upper bound for the bytes of one chain (guards against absurd chains). */
+const MAX_CHAIN_BYTES = 64 * 1024 * 1024;
+
+export class QueueError extends Error {}
+
+/** One descriptor chain: guest buffers the device reads, then the ones it writes. */
+export interface DescriptorChain {
+  readonly head: number;
+  readonly readable: Uint8Array[];
+  readonly writable: Uint8Array[];
+}
+
+export interface QueueLayout {
+  size: number;
+  descGpa: number;
+  availGpa: number;
+  usedGpa: number;
+}
+
+export class Virtqueue {
+  readonly size: number;
+  private readonly desc: DataView;
+  private readonly avail: DataView;
+  private readonly used: DataView;
+  private readonly memory: GuestMemory;
+  /** next avail ring slot to consume (free-running u16) */
+  lastAvail: number;
+  private usedIdx: number;
+  private readonly signalGuest: () => void;
+  indirect = true;
+
+  constructor(memory: GuestMemory, layout: QueueLayout, signalGuest: () => void, lastAvail = 0) {
+    const { size } = layout;
+    if (size < 1 || size > 32768 || (size & (size - 1)) !== 0) throw new QueueError(`bad queue size ${size}`);
+    this.size = size;
+    this.memory = memory;
+    this.desc = dv(memory.slice(layout.descGpa, 16 * size));
+    this.avail = dv(memory.slice(layout.availGpa, 6 + 2 * size));
+    this.used = dv(memory.slice(layout.usedGpa, 6 + 8 * size));
+    this.lastAvail = lastAvail & 0xffff;
+    this.usedIdx = this.used.getUint16(2, true);
+    this.signalGuest = signalGuest;
+  }
+
+  /** Number of chains the driver has made available and we have not taken. */
+  pending(): number {
+    return (this.avail.getUint16(2, true) - this.lastAvail) & 0xffff;
+  }
+
+  /**
+   * Takes the next available chain, or returns null when there is none.
+   * A malformed chain throws QueueError after being consumed (the caller
+   * should complete it with len 0 via `push(err.head, 0)`).
+   */
+  pop(): DescriptorChain | null {
+    const availIdx = this.avail.getUint16(2, true);
+    if (availIdx === this.lastAvail) return null;
+    if (((availIdx - this.lastAvail) & 0xffff) > this.size) {
+      throw new QueueError(`driver made ${(availIdx - this.lastAvail) & 0xffff} buffers available on a queue of ${this.size}`);
+    }
+    const head = this.avail.getUint16(4 + 2 * (this.lastAvail % this.size), true);
+    this.lastAvail = (this.lastAvail + 1) & 0xffff;
+    try {
+      return this.walk(head);
+    } catch (err) {
+      const e = new ChainError(head, err instanceof Error ? err.message : String(err));
+      throw e;
+    }
+  }
+
+  private walk(head: number): DescriptorChain {
+    if (head >= this.size) throw new QueueError(`descriptor head ${head} out of range`);
+    const readable: Uint8Array[] = [];
+    const writable: Uint8Array[] = [];
+    let table = this.desc;
+    let tableSize = this.size;
+    let idx = head;
+    let seen = 0;
+    let total = 0;
+    let indirectUsed = false;
+    for (;;) {
+      if (idx >= tableSize) throw new QueueError(`descriptor index ${idx} out of range`);
+      if (++seen > tableSize) throw new QueueError('descriptor chain loops');
+      const o = idx * 16;
+      const addr = table.getBigUint64(o, true);
+      const len = table.getUint32(o + 8, true);
+      const flags = table.getUint16(o + 12, true);
+      const next = table.getUint16(o + 14, true);
+      if (addr > BigInt(Number.MAX_SAFE_INTEGER)) throw new QueueError('descriptor address out of range');
+      if (flags & VIRTQ_DESC_F_INDIRECT) {
+        if (!this.indirect || indirectUsed || table !== this.desc) throw new QueueError('unexpected indirect descriptor');
+        if (len === 0 || len % 16 !== 0 || len / 16 > 32768) throw new QueueError(`bad indirect table length ${len}`);
+        table = dv(this.memory.slice(Number(addr), len));
+        tableSize = len / 16;
+        idx = 0;
+        seen = 0;
+        indirectUsed = true;
+        continue;
+      }
+      total += len;
+      if (total > MAX_CHAIN_BYTES) throw new QueueError('descriptor chain too long');
+      const buf = this.memory.slice(Number(addr), len);
+      if (flags & VIRTQ_DESC_F_WRITE) writable.push(buf);
+      else {
+        if (writable.length) throw new QueueError('readable descriptor after a writable one');
+        readable.push(buf);
+      }
+      if (!(flags & VIRTQ_DESC_F_NEXT)) break;
+      idx = next;
+    }
+    return { head, readable, writable };
+  }
+
+  /** Gives back the chain just popped, untouched (the device found nothing to put in it). */
+  unpop(): void {
+    this.lastAvail = (this.lastAvail - 1) & 0xffff;
+  }
+
+  /** Returns a chain to the driver with `len` bytes written. */
+  push(head: number, len: number): void {
+    const slot = this.usedIdx % this.size;
+    this.used.setUint32(4 + 8 * slot, head, true);
+    this.used.setUint32(8 + 8 * slot, len, true);
+    // x86 keeps stores in order; the ring entry is visible before the index.
+    this.usedIdx = (this.usedIdx + 1) & 0xffff;
+    this.used.setUint16(2, this.usedIdx, true);
+  }
+
+  /** Interrupts the driver unless it asked not to be. */
+  notify(): void {
+    if (this.avail.getUint16(0, true) & VIRTQ_AVAIL_F_NO_INTERRUPT) return;
+    this.signalGuest();
+  }
+}
+
+/** A malformed chain; `head` must still be returned to the driver. */
+export class ChainError extends QueueError {
+  readonly head: number;
+  constructor(head: number, message: string) {
+    super(message);
+    this.head = head;
+  }
+}
+
+export { GuestMemoryError };
+
+/** Total byte length of a list of buffers. */
+export function totalLength(bufs: Uint8Array[]): number {
+  let n = 0;
+  for (const b of bufs) n += b.byteLength;
+  return n;
+}
+
+/** Copies up to `len` bytes starting at byte `offset` of a scattered buffer list. */
+export function gather(bufs: Uint8Array[], offset: number, len: number): Uint8Array {
+  const out = new Uint8Array(len);
+  let pos = 0;
+  let skip = offset;
+  for (const b of bufs) {
+    if (pos >= len) break;
+    if (skip >= b.byteLength) { skip -= b.byteLength; continue; }
+    const part = b.subarray(skip, skip + (len - pos));
+    out.set(part, pos);
+    pos += part.byteLength;
+    skip = 0;
+  }
+  return pos === len ? out : out.subarray(0, pos);
+}
+
+/** Copies `data` into a scattered buffer list starting at `offset`; returns bytes copied. */
+export function scatter(bufs: Uint8Array[], offset: number, data: Uint8Array): number {
+  let pos = 0;
+  let skip = offset;
+  for (const b of bufs) {
+    if (pos >= data.byteLength) break;
+    if (skip >= b.byteLength) { skip -= b.byteLength; continue; }
+    const n = Math.min(b.byteLength - skip, data.byteLength - pos);
+    b.set(data.subarray(pos, pos + n), skip);
+    pos += n;
+    skip = 0;
+  }
+  return pos;
+}
+
+/** Views of the part of a scattered buffer list from `offset` on (no copy). */
+export function sliceFrom(bufs: Uint8Array[], offset: number): Uint8Array[] {
+  const out: Uint8Array[] = [];
+  let skip = offset;
+  for (const b of bufs) {
+    if (skip >= b.byteLength) { skip -= b.byteLength; continue; }
+    out.push(skip ? b.subarray(skip) : b);
+    skip = 0;
+  }
+  return out;
+}

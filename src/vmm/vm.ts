@@ -1,0 +1,61 @@
+// A running microVM: husk's device backends (one worker each) plus the
+// engine that runs the CPU. Stopping it leaves no process or socket behind.
+import fs from 'node:fs';
+import { DeviceHost } from './vhost-user/device-host.js';
+import { startQemu } from './engines/tcg/qemu.js';
+import { deviceSocketPath, type EngineExit, type MachineConfig, type RunningEngine } from './engine.js';
+
+export class Vm {
+  readonly config: MachineConfig;
+  readonly engine: RunningEngine;
+  readonly devices: DeviceHost[];
+  private stopping?: Promise<EngineExit>;
+
+  private constructor(config: MachineConfig, engine: RunningEngine, devices: DeviceHost[]) {
+    this.config = config;
+    this.engine = engine;
+    this.devices = devices;
+  }
+
+  /** Starts the device backends and the engine (the tcg engine: QEMU). */
+  static start(config: MachineConfig, log: (msg: string) => void): Vm {
+    const devices: DeviceHost[] = [];
+    try {
+      config.devices.forEach((spec, i) => {
+        devices.push(new DeviceHost(spec, deviceSocketPath(config.stateDir, i, spec.kind), log));
+      });
+      const engine = startQemu(config, devices.map((d) => d.socketPath));
+      const vm = new Vm(config, engine, devices);
+      engine.exited.then((e) => {
+        log(`engine ${engine.name} exited (${e.signal ?? e.code})`);
+        // With the frontend gone, the device workers end on their own; make sure.
+        devices.forEach((d) => void d.stop());
+      });
+      return vm;
+    } catch (err) {
+      devices.forEach((d) => void d.stop());
+      throw err;
+    }
+  }
+
+  /** Device-side records (e.g. FUSE opcodes served), by device kind and index. */
+  async deviceStats(): Promise<Record<string, Record<string, number>>> {
+    const out: Record<string, Record<string, number>> = {};
+    await Promise.all(this.devices.map(async (d, i) => { out[`${d.spec.kind}${i}`] = await d.stats(); }));
+    return out;
+  }
+
+  /** Waits up to `graceMs` for the guest to power off, then kills the engine. */
+  stop(graceMs = 0): Promise<EngineExit> {
+    this.stopping ??= (async () => {
+      const timer = setTimeout(() => this.engine.kill('SIGKILL'), graceMs);
+      if (graceMs === 0) this.engine.kill('SIGKILL');
+      const exit = await this.engine.exited;
+      clearTimeout(timer);
+      await Promise.all(this.devices.map((d) => d.stop()));
+      for (const d of this.devices) fs.rmSync(d.socketPath, { force: true });
+      return exit;
+    })();
+    return this.stopping;
+  }
+}
