@@ -384,6 +384,7 @@ export class VsockDevice implements VirtioDevice {
   private onHostEvent(conn: Conn, events: number): void {
     if (conn.state === 'handshake') {
       if (events & (EPOLLIN | EPOLLHUP | EPOLLERR)) this.readHandshake(conn);
+      this.flushRx();
       return;
     }
     if (events & EPOLLOUT) this.flushOut(conn);
@@ -402,6 +403,15 @@ export class VsockDevice implements VirtioDevice {
   private flushRx(): void {
     const vq = this.env?.queue(RXQ);
     if (!vq) return;
+    // A second pass sends what the first one queued (e.g. a CREDIT_REQUEST).
+    for (let pass = 0; pass < 2; pass++) {
+      const pending = this.control.length;
+      this.flushRxOnce(vq);
+      if (this.control.length === 0 || this.control.length === pending) break;
+    }
+  }
+
+  private flushRxOnce(vq: Virtqueue): void {
     let pushed = false;
     try {
       while (this.control.length) {
