@@ -10,9 +10,11 @@ export class Vm {
   readonly engine: RunningEngine;
   readonly devices: DeviceHost[];
   private stopping?: Promise<EngineExit>;
+  private readonly log: (msg: string) => void;
 
-  private constructor(config: MachineConfig, engine: RunningEngine, devices: DeviceHost[]) {
+  private constructor(config: MachineConfig, engine: RunningEngine, devices: DeviceHost[], log: (msg: string) => void) {
     this.config = config;
+    this.log = log;
     this.engine = engine;
     this.devices = devices;
   }
@@ -25,7 +27,7 @@ export class Vm {
         devices.push(new DeviceHost(spec, deviceSocketPath(config.stateDir, i, spec.kind), log));
       });
       const engine = startQemu(config, devices.map((d) => d.socketPath));
-      const vm = new Vm(config, engine, devices);
+      const vm = new Vm(config, engine, devices, log);
       engine.exited.then((e) => {
         log(`engine ${engine.name} exited (${e.signal ?? e.code})`);
         // With the frontend gone, the device workers end on their own; make sure.
@@ -52,8 +54,9 @@ export class Vm {
       if (graceMs === 0) this.engine.kill('SIGKILL');
       const exit = await this.engine.exited;
       clearTimeout(timer);
-      await Promise.all(this.devices.map((d) => d.stop()));
+      const stats = await Promise.all(this.devices.map((d) => d.stop()));
       for (const d of this.devices) fs.rmSync(d.socketPath, { force: true });
+      this.devices.forEach((d, i) => this.log(`device ${d.spec.kind}${i} served ${JSON.stringify(stats[i])}`));
       return exit;
     })();
     return this.stopping;

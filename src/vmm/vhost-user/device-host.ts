@@ -2,10 +2,18 @@
 // socket (so QEMU can connect as soon as it starts), runs the device in a
 // worker thread, and relays its log and statistics.
 import { Worker, MessageChannel } from 'node:worker_threads';
+import path from 'node:path';
+import { projectRoot } from '../assets.js';
 import { listenUnix } from '../../sys/unix-socket.js';
 import { closeFd, eventfd, eventfdSignal } from '../../sys/io.js';
 import type { DeviceSpec } from '../devices/factory.js';
 import type { MainToWorker, WorkerToMain } from './device-worker.js';
+
+/** The compiled worker script (tests that load this module from src/ still run the built worker). */
+function workerScript(): URL | string {
+  if (import.meta.url.endsWith('.js')) return new URL('./device-worker.js', import.meta.url);
+  return path.join(projectRoot(), 'dist/src/vmm/vhost-user/device-worker.js');
+}
 
 export class DeviceHost {
   readonly socketPath: string;
@@ -28,7 +36,7 @@ export class DeviceHost {
     this.port = port1;
     const closed = Promise.withResolvers<Record<string, number>>();
     this.closed = closed.promise;
-    this.worker = new Worker(new URL('./device-worker.js', import.meta.url), {
+    this.worker = new Worker(workerScript(), {
       workerData: { spec, listenFd, controlFd: this.controlFd, port: port2 },
       transferList: [port2],
       stdout: false,

@@ -20,7 +20,7 @@ import {
   MKDIR_IN_SIZE, MKNOD_IN_SIZE, RENAME2_IN_SIZE, RENAME_IN_SIZE, SETATTR_IN_SIZE, STATFS_OUT_SIZE,
   attrOut, decodeDev, entryOut,
 } from './fuse-protocol.js';
-import { E, fail, handleOf, inodeOf, mustWrite, type FsContext, type OpResult } from './fs-context.js';
+import { E, fail, inodeOf, mustWrite, type FsContext, type OpResult } from './fs-context.js';
 import type { Inode } from './inode-table.js';
 
 const PERM_MASK = 0o7777;
@@ -44,7 +44,12 @@ export function lookupChild(ctx: FsContext, parent: Inode, name: Buffer): { ino:
     const st = fstat(parent.fd);
     return { ino: ctx.inodes.again(parent), st };
   }
-  const fd = openat(parent.fd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+  return lookupAt(ctx, parent.fd, name);
+}
+
+/** `name` (a validated single component, not "." or "..") under directory fd `dirfd`. */
+export function lookupAt(ctx: FsContext, dirfd: number, name: Uint8Array): { ino: Inode; st: Stat } {
+  const fd = openat(dirfd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
   let st: Stat;
   try {
     st = fstat(fd);
@@ -76,7 +81,7 @@ export function adoptNew(
     const gid = parentSt.mode & S_ISGID ? -1 : req.gid;
     fchownat(fd, '', req.uid, gid, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW);
     // chown clears setuid/setgid bits, so the mode goes on afterwards.
-    if (mode !== null) fchmodat(AT_FDCWD, procPath(fd), mode, 0);
+    if (mode !== null) fchmodat(AT_FDCWD, procPath(fd), mode & PERM_MASK, 0);
     st = fstat(fd);
   } catch (e) {
     closeQuiet(fd);
@@ -318,4 +323,3 @@ export function access(ctx: FsContext, req: Request): OpResult {
   return new Uint8Array(0);
 }
 
-export { handleOf };
