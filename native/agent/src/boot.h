@@ -1,0 +1,23 @@
+/* Everything PID 1 does around the container: console, mounts, kernel
+ * command line, loopback, the vsock connection to the host, power-off. */
+#ifndef HUSK_BOOT_H
+#define HUSK_BOOT_H
+
+#include <stddef.h>
+
+/* PID 1 only: /dev, console on fds 0-2, /proc, /sys, /dev/pts, /dev/shm,
+ * then reads husk.* from /proc/cmdline into cfg. */
+void boot_early(void);
+/* Makes sure fds 0, 1 and 2 are open (on /dev/null if need be). */
+void boot_std_fds(void);
+/* Brings up the loopback interface (best effort). */
+void boot_loopback(void);
+/* Connects to the host (CID 2) on cfg.port, retrying for up to 10 s. */
+int boot_connect(void);
+/* Mounts the container rootfs and its /proc, /sys, /dev. 0 or -errno, with
+ * a one-line description of the failure in err. */
+int boot_rootfs(char *err, size_t errlen);
+/* Syncs and powers the VM off (test mode: kills processes and exits). */
+_Noreturn void system_poweroff(int code);
+
+#endif
