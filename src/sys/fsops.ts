@@ -107,6 +107,15 @@ export function close(fd: number): void {
   check('close', c.close(fd) as number);
 }
 
+/** close() for cleanup paths, where a second error must not hide the first. */
+export function closeQuiet(fd: number): void {
+  try {
+    close(fd);
+  } catch {
+    // The fd is gone either way.
+  }
+}
+
 export function dup(fd: number): number {
   return check('dup', c.dup(fd) as number);
 }
@@ -299,7 +308,7 @@ export function fstatfs(fd: number): StatFs {
 
 /** With an empty buf returns the value's size; otherwise fills buf and returns the length. */
 export function getxattr(path: CPath, name: CPath, buf: Uint8Array | null): number {
-  return Number(check('getxattr', Number(c.getxattr(p(path), p(name), buf, buf ? buf.length : 0))));
+  return check('getxattr', Number(c.getxattr(p(path), p(name), buf, buf ? buf.length : 0)));
 }
 
 export function setxattr(path: CPath, name: CPath, value: Uint8Array, flags: number): void {

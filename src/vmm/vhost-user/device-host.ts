@@ -1,7 +1,7 @@
 // Main-thread handle on a device worker: creates the listening vhost-user
 // socket (so QEMU can connect as soon as it starts), runs the device in a
 // worker thread, and relays its log and statistics.
-import { Worker, MessageChannel } from 'node:worker_threads';
+import { Worker, MessageChannel, receiveMessageOnPort } from 'node:worker_threads';
 import path from 'node:path';
 import { projectRoot } from '../assets.js';
 import { listenUnix } from '../../sys/unix-socket.js';
@@ -42,7 +42,7 @@ export class DeviceHost {
       stdout: false,
       stderr: false,
     });
-    port1.on('message', (m: WorkerToMain) => {
+    const onMessage = (m: WorkerToMain) => {
       if (m.type === 'log') log(`${spec.kind}: ${m.msg}`);
       else if (m.type === 'stats') {
         this.lastStats = m.stats;
@@ -52,9 +52,12 @@ export class DeviceHost {
         this.ended = true;
         this.statsWaiters.splice(0).forEach((w) => w(m.stats));
       }
-    });
+    };
+    port1.on('message', onMessage);
     this.worker.on('error', (err) => log(`${spec.kind}: worker error: ${err.stack ?? err.message}`));
     this.worker.on('exit', () => {
+      // Messages the worker posted just before ending may still be queued.
+      for (let m = receiveMessageOnPort(port1); m; m = receiveMessageOnPort(port1)) onMessage(m.message as WorkerToMain);
       this.ended = true;
       closeFd(this.controlFd); // owned here, so a late tell() never hits a reused fd number
       port1.close();

@@ -5,7 +5,7 @@ import {
   AT_EMPTY_PATH, AT_FDCWD, O_ACCMODE, O_APPEND, O_CLOEXEC, O_CREAT, O_DSYNC, O_EXCL, O_LARGEFILE,
   O_NOATIME, O_NOFOLLOW, O_NONBLOCK, O_PATH, O_RDONLY, O_SYNC, O_TRUNC,
   S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, S_ISGID, SEEK_DATA, SEEK_END, SEEK_HOLE, SEEK_SET,
-  dup, fallocate as sysFallocate, fchmod, fchownat, fdatasync, fstat, fsync as sysFsync, lseek as sysLseek,
+  closeQuiet, dup, fallocate as sysFallocate, fchmod, fchownat, fdatasync, fstat, fsync as sysFsync, lseek as sysLseek,
   openat, procPath, unlinkat, type Stat,
 } from '../../../sys/fsops.js';
 import { SysError } from '../../../sys/libc.js';
@@ -16,7 +16,7 @@ import {
 } from './fuse-protocol.js';
 import { E, fail, handleOf, inodeOf, mustWrite, type FsContext, type OpResult } from './fs-context.js';
 import type { Inode } from './inode-table.js';
-import { closeQuiet, lookupChild } from './node-ops.js';
+import { lookupChild } from './node-ops.js';
 
 /**
  * Guest open flags we pass on. O_CREAT/O_EXCL/O_NOFOLLOW/O_DIRECTORY/O_PATH/

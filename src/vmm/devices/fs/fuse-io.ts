@@ -191,8 +191,9 @@ export class Reply {
     return len;
   }
 
-  /** Writes only the out header, for bodies already placed with bodyViews(). */
+  /** Writes only the out header, for bodies already placed with bodyViews(); 0 if it does not fit. */
   header(unique: bigint, error: number, bodyLen: number): number {
+    if (OUT_HEADER_SIZE + bodyLen > this.capacity) return 0;
     const h = Buffer.alloc(OUT_HEADER_SIZE);
     h.writeUInt32LE(OUT_HEADER_SIZE + bodyLen, 0);
     h.writeInt32LE(error, 4);

@@ -1,5 +1,5 @@
 // File handles (the `fh` of OPEN/OPENDIR replies) -> real host fds.
-import { close } from '../../../sys/fsops.js';
+import { closeQuiet } from '../../../sys/fsops.js';
 
 export interface Handle {
   readonly fh: number;
@@ -30,11 +30,11 @@ export class HandleTable {
 
   remove(h: Handle): void {
     this.byFh.delete(h.fh);
-    close(h.fd);
+    closeQuiet(h.fd);
   }
 
   close(): void {
-    for (const h of this.byFh.values()) close(h.fd);
+    for (const h of this.byFh.values()) closeQuiet(h.fd);
     this.byFh.clear();
   }
 }

@@ -1,7 +1,7 @@
 // Node ids the guest kernel knows -> O_PATH fds on the host. An O_PATH fd
 // pins the inode itself, so later renames (by the guest or the host) never
 // make a node id point somewhere else, and nothing is ever resolved by path.
-import { close, S_IFMT, type Stat } from '../../../sys/fsops.js';
+import { closeQuiet, S_IFMT, type Stat } from '../../../sys/fsops.js';
 import { FUSE_ROOT_ID } from './fuse-protocol.js';
 
 export interface Inode {
@@ -48,7 +48,7 @@ export class InodeTable {
     const key = keyOf(st);
     const known = this.byKey.get(key);
     if (known) {
-      close(fd);
+      closeQuiet(fd);
       known.nlookup++;
       return known;
     }
@@ -72,7 +72,7 @@ export class InodeTable {
     if (ino.nlookup > 0) return;
     this.byId.delete(nodeid);
     this.byKey.delete(ino.key);
-    close(ino.fd);
+    closeQuiet(ino.fd);
   }
 
   /** Forgets everything but the root (DESTROY, re-INIT). */
@@ -84,7 +84,7 @@ export class InodeTable {
 
   /** Closes every fd, the root's included. */
   close(): void {
-    for (const ino of this.byId.values()) close(ino.fd);
+    for (const ino of this.byId.values()) closeQuiet(ino.fd);
     this.byId.clear();
     this.byKey.clear();
   }

@@ -8,7 +8,7 @@ import {
   RENAME_EXCHANGE, RENAME_NOREPLACE, RENAME_WHITEOUT,
   S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG, S_IFSOCK, S_ISGID,
   UTIME_NOW, UTIME_OMIT,
-  close, fchmod, fchmodat, fchownat, fstat, fstatfs, ftruncate, linkat, makedev, mkdirat, mknodat,
+  closeQuiet, fchmod, fchmodat, fchownat, fstat, fstatfs, ftruncate, linkat, makedev, mkdirat, mknodat,
   openat, procPath, readlinkat, renameat2, symlinkat, unlinkat, utimensat,
   type Stat, type TimeSpec,
 } from '../../../sys/fsops.js';
@@ -24,14 +24,6 @@ import { E, fail, inodeOf, mustWrite, type FsContext, type OpResult } from './fs
 import type { Inode } from './inode-table.js';
 
 const PERM_MASK = 0o7777;
-
-export function closeQuiet(fd: number): void {
-  try {
-    close(fd);
-  } catch {
-    // Nothing useful to do: the fd is gone either way.
-  }
-}
 
 function isDot(name: Buffer): boolean {
   return name.length === 2 && name[0] === 0x2e;

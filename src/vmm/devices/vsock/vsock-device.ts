@@ -71,7 +71,7 @@ export interface VsockDeviceOptions {
 export class VsockDevice implements VirtioDevice {
   readonly deviceId = VIRTIO_ID_VSOCK;
   readonly queueCount = 3; // rx, tx, event (the event queue carries nothing we send)
-  readonly queueMaxSize = 256;
+  readonly queueMaxSize = 1024;
   readonly deviceFeatures = 0n;
   private env?: DeviceEnv;
   private readonly guestCid: bigint;
