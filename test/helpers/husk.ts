@@ -25,7 +25,7 @@ export function uniqueId(prefix = 't'): string {
 
 /** Runs husk with a private --root; never throws on a non-zero exit. */
 export function husk(root: string, args: string[], opts: Options = {}) {
-  return execa(HUSK, ['--root', root, ...args], { reject: false, stdin: 'ignore', encoding: 'buffer', ...opts } as Options);
+  return execa(HUSK, ['--root', root, ...args], { reject: false, stdin: 'ignore', encoding: 'buffer', stripFinalNewline: false, ...opts } as Options);
 }
 
 /** Host processes whose command line mentions `needle` (e.g. a state dir). */

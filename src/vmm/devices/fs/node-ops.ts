@@ -67,16 +67,17 @@ function parentDir(ctx: FsContext, req: Request): Inode {
 export function adoptNew(
   ctx: FsContext, req: Request, parent: Inode, parentSt: Stat, name: Buffer, mode: number | null,
 ): Uint8Array {
-  const fd = openat(parent.fd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+  let fd = -1;
   let st: Stat;
   try {
+    fd = openat(parent.fd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
     const gid = parentSt.mode & S_ISGID ? -1 : req.gid;
     fchownat(fd, '', req.uid, gid, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW);
     // chown clears setuid/setgid bits, so the mode goes on afterwards.
     if (mode !== null) fchmodat(AT_FDCWD, procPath(fd), mode & PERM_MASK, 0);
     st = fstat(fd);
   } catch (e) {
-    closeQuiet(fd);
+    if (fd >= 0) closeQuiet(fd);
     try {
       unlinkat(parent.fd, name, mode !== null && (mode & S_IFMT) === S_IFDIR ? AT_REMOVEDIR : 0);
     } catch {
