@@ -4,7 +4,7 @@
 import net from 'node:net';
 import type { Writable } from 'node:stream';
 import {
-  FrameReader, MsgType, PROTOCOL_VERSION, ProtocolError, Tag, TlvWriter,
+  FEATURE_EXTENSION_A, FrameReader, MsgType, PROTOCOL_VERSION, ProtocolError, Tag, TlvWriter,
   attrInt, attrString, encodeFrame, parseTlv, type Frame,
 } from './protocol.js';
 
@@ -14,6 +14,109 @@ export interface ProcessSpec {
   cwd: string;
   /** forward stdin with STDIN messages; otherwise the process gets /dev/null */
   stdin?: boolean;
+  terminal?: boolean;
+  winsize?: { rows: number; cols: number };
+  uid?: number;
+  gid?: number;
+  gids?: number[];
+  umask?: number;
+  rlimits?: { resource: number; soft: bigint; hard: bigint }[];
+  caps?: { bounding: bigint; effective: bigint; permitted: bigint; inheritable: bigint; ambient: bigint };
+  noNewPrivileges?: boolean;
+  oomScoreAdj?: number;
+  seccomp?: { program: Uint8Array; flags: number };
+}
+
+/** One mount for SETUP, already translated from OCI options to mount(2) terms. */
+export interface AgentMount {
+  type: string;
+  source: string;
+  destination: string;
+  flags: number;
+  propagation: number;
+  data: string;
+}
+
+export interface SetupSpec {
+  hostname?: string;
+  domainname?: string;
+  mounts: AgentMount[];
+  masked: string[];
+  readonly: string[];
+  sysctl: Record<string, string>;
+  rootfsReadonly: boolean;
+}
+
+function u64le(n: bigint): Uint8Array {
+  const b = new Uint8Array(8);
+  new DataView(b.buffer).setBigUint64(0, BigInt.asUintN(64, n), true);
+  return b;
+}
+
+export function encodeRun(spec: ProcessSpec, hold: boolean): Uint8Array {
+  const w = new TlvWriter();
+  for (const a of spec.args) w.string(Tag.ARG, a);
+  for (const e of spec.env) w.string(Tag.ENV, e);
+  w.string(Tag.CWD, spec.cwd);
+  if (spec.stdin) w.u8(Tag.STDIN, 1);
+  if (spec.terminal) w.u8(Tag.TERMINAL, 1);
+  if (spec.winsize) w.bytes(Tag.WINSIZE, winsizeBytes(spec.winsize));
+  if (spec.uid !== undefined) w.u32(Tag.UID, spec.uid);
+  if (spec.gid !== undefined) w.u32(Tag.GID, spec.gid);
+  if (spec.gids) {
+    const b = new Uint8Array(4 * spec.gids.length);
+    spec.gids.forEach((g, i) => new DataView(b.buffer).setUint32(4 * i, g, true));
+    w.bytes(Tag.GIDS, b);
+  }
+  if (spec.umask !== undefined) w.u32(Tag.UMASK, spec.umask);
+  for (const r of spec.rlimits ?? []) {
+    const b = new Uint8Array(24);
+    const v = new DataView(b.buffer);
+    v.setUint32(0, r.resource, true);
+    v.setBigUint64(8, BigInt.asUintN(64, r.soft), true);
+    v.setBigUint64(16, BigInt.asUintN(64, r.hard), true);
+    w.bytes(Tag.RLIMIT, b);
+  }
+  if (spec.caps) {
+    const c = spec.caps;
+    w.bytes(Tag.CAPS, Buffer.concat([c.bounding, c.effective, c.permitted, c.inheritable, c.ambient].map(u64le)));
+  }
+  if (spec.noNewPrivileges) w.u8(Tag.NO_NEW_PRIVS, 1);
+  if (spec.oomScoreAdj !== undefined) w.i32(Tag.OOM_SCORE_ADJ, spec.oomScoreAdj);
+  if (spec.seccomp) {
+    w.bytes(Tag.SECCOMP, spec.seccomp.program);
+    w.u32(Tag.SECCOMP_FLAGS, spec.seccomp.flags);
+  }
+  if (hold) w.u8(Tag.HOLD, 1);
+  return w.finish();
+}
+
+export function winsizeBytes(ws: { rows: number; cols: number }): Uint8Array {
+  const b = new Uint8Array(4);
+  new DataView(b.buffer).setUint16(0, ws.rows, true);
+  new DataView(b.buffer).setUint16(2, ws.cols, true);
+  return b;
+}
+
+export function encodeSetup(s: SetupSpec): Uint8Array {
+  const w = new TlvWriter();
+  if (s.hostname !== undefined) w.string(Tag.HOSTNAME, s.hostname);
+  if (s.domainname !== undefined) w.string(Tag.DOMAINNAME, s.domainname);
+  for (const m of s.mounts) {
+    for (const str of [m.type, m.source, m.destination, m.data]) {
+      if (str.includes('\0')) throw new ProtocolError('mount field contains NUL');
+    }
+    const head = new Uint8Array(8);
+    new DataView(head.buffer).setUint32(0, m.flags >>> 0, true);
+    new DataView(head.buffer).setUint32(4, m.propagation >>> 0, true);
+    const strs = new TextEncoder().encode(`${m.type}\0${m.source}\0${m.destination}\0${m.data}\0`);
+    w.bytes(Tag.MOUNT, Buffer.concat([head, strs]));
+  }
+  for (const p of s.masked) w.string(Tag.MASKED, p);
+  for (const p of s.readonly) w.string(Tag.READONLY, p);
+  for (const [k, v] of Object.entries(s.sysctl)) w.string(Tag.SYSCTL, `${k}=${v}`);
+  if (s.rootfsReadonly) w.u8(Tag.ROOTFS_RO, 1);
+  return w.finish();
 }
 
 export interface ExitStatus {
@@ -34,20 +137,31 @@ export class AgentError extends Error {
 interface ProcState {
   stdout: Writable;
   stderr: Writable;
+  created: PromiseWithResolvers<number>;
   started: PromiseWithResolvers<number>;
   exited: PromiseWithResolvers<ExitStatus>;
 }
 
 export class RunningProcess {
   readonly id: number;
+  /** held processes (RUN with HOLD): resolves with the guest pid once prepared */
+  readonly created: Promise<number>;
   readonly started: Promise<number>;
   readonly exited: Promise<ExitStatus>;
   private readonly conn: AgentConnection;
-  constructor(conn: AgentConnection, id: number, started: Promise<number>, exited: Promise<ExitStatus>) {
+  constructor(conn: AgentConnection, id: number, st: ProcState) {
     this.conn = conn;
     this.id = id;
-    this.started = started;
-    this.exited = exited;
+    this.created = st.created.promise;
+    this.started = st.started.promise;
+    this.exited = st.exited.promise;
+  }
+  /** Lets a held process execve. */
+  start(): void {
+    this.conn.send(MsgType.START, this.id);
+  }
+  resize(rows: number, cols: number): void {
+    this.conn.send(MsgType.RESIZE, this.id, new TlvWriter().bytes(Tag.WINSIZE, winsizeBytes({ rows, cols })).finish());
   }
   signal(signo: number): void {
     this.conn.send(MsgType.SIGNAL, this.id, new TlvWriter().u32(Tag.SIGNO, signo).finish());
@@ -65,6 +179,7 @@ export class RunningProcess {
 export interface Hello {
   version: number;
   agent: string;
+  features?: number;
 }
 
 export class AgentConnection {
@@ -74,6 +189,7 @@ export class AgentConnection {
   private readonly procs = new Map<number, ProcState>();
   private nextId = 1;
   private failure?: Error;
+  private setupWaiter?: PromiseWithResolvers<void>;
   /** Settles when the connection ends; rejects if it ended through a protocol error. */
   readonly closed: Promise<void>;
 
@@ -118,7 +234,7 @@ export class AgentConnection {
             const attrs = parseTlv(f.payload);
             const version = attrInt(attrs, Tag.VERSION);
             if (version !== PROTOCOL_VERSION) return done(new ProtocolError(`agent speaks protocol ${version}, husk speaks ${PROTOCOL_VERSION}`));
-            done(undefined, { version, agent: attrString(attrs, Tag.AGENT) ?? 'unknown' });
+            done(undefined, { version, agent: attrString(attrs, Tag.AGENT) ?? 'unknown', features: attrInt(attrs, Tag.FEATURES) ?? 0 });
           } catch (err) {
             done(err as Error);
           }
@@ -145,23 +261,32 @@ export class AgentConnection {
     this.sock.write(encodeFrame(type, id, payload));
   }
 
-  run(spec: ProcessSpec, stdout: Writable, stderr: Writable): RunningProcess {
+  /** True when the agent implements extension A (SETUP, HOLD/START, full process spec). */
+  get extended(): boolean {
+    return ((this.hello.features ?? 0) & FEATURE_EXTENSION_A) !== 0;
+  }
+
+  /** Runs a process; with `hold` it is prepared but waits for start(). */
+  run(spec: ProcessSpec, stdout: Writable, stderr: Writable, hold = false): RunningProcess {
     const id = this.nextId++;
-    const w = new TlvWriter();
-    for (const a of spec.args) w.string(Tag.ARG, a);
-    for (const e of spec.env) w.string(Tag.ENV, e);
-    w.string(Tag.CWD, spec.cwd);
-    if (spec.stdin) w.u8(Tag.STDIN, 1);
     const st: ProcState = {
       stdout, stderr,
+      created: Promise.withResolvers<number>(),
       started: Promise.withResolvers<number>(),
       exited: Promise.withResolvers<ExitStatus>(),
     };
-    st.started.promise.catch(() => {});
-    st.exited.promise.catch(() => {});
+    for (const p of [st.created, st.started, st.exited]) p.promise.catch(() => {});
     this.procs.set(id, st);
-    this.send(MsgType.RUN, id, w.finish());
-    return new RunningProcess(this, id, st.started.promise, st.exited.promise);
+    this.send(MsgType.RUN, id, encodeRun(spec, hold));
+    return new RunningProcess(this, id, st);
+  }
+
+  /** Prepares the container in the guest (mounts, hostname, ...). */
+  setup(spec: SetupSpec): Promise<void> {
+    if (this.setupWaiter) throw new ProtocolError('SETUP already sent');
+    this.setupWaiter = Promise.withResolvers<void>();
+    this.send(MsgType.SETUP, 0, encodeSetup(spec));
+    return this.setupWaiter.promise;
   }
 
   poweroff(): void {
@@ -200,11 +325,18 @@ export class AgentConnection {
         }
         return;
       }
-      case MsgType.STARTED: {
-        if (!st) throw new ProtocolError(`agent started unknown process ${f.id}`);
+      case MsgType.STARTED:
+      case MsgType.CREATED: {
+        if (!st) throw new ProtocolError(`agent reported unknown process ${f.id}`);
         const pid = attrInt(parseTlv(f.payload), Tag.PID);
-        if (pid === undefined) throw new ProtocolError('STARTED without PID');
-        st.started.resolve(pid);
+        if (pid === undefined) throw new ProtocolError('STARTED/CREATED without PID');
+        st.created.resolve(pid);
+        if (f.type === MsgType.STARTED) st.started.resolve(pid);
+        return;
+      }
+      case MsgType.SETUP_DONE: {
+        if (!this.setupWaiter) throw new ProtocolError('agent sent SETUP_DONE without SETUP');
+        this.setupWaiter.resolve();
         return;
       }
       case MsgType.EXIT: {
@@ -222,8 +354,11 @@ export class AgentConnection {
         const err = new AgentError(msg.replace(/[\r\n]+/g, ' ').slice(0, 500), attrInt(attrs, Tag.ERRNO, true) ?? 0);
         if (st) {
           this.procs.delete(f.id);
+          st.created.reject(err);
           st.started.reject(err);
           st.exited.reject(err);
+        } else if (f.id === 0 && this.setupWaiter) {
+          this.setupWaiter.reject(err);
         }
         return;
       }
@@ -236,9 +371,11 @@ export class AgentConnection {
     if (this.failure) return;
     this.failure = err;
     for (const st of this.procs.values()) {
+      st.created.reject(err);
       st.started.reject(err);
       st.exited.reject(err);
     }
+    this.setupWaiter?.reject(err);
     this.procs.clear();
   }
 }

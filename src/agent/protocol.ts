@@ -14,6 +14,11 @@ export const MsgType = {
   SIGNAL: 8,
   POWEROFF: 9,
   ERROR: 10,
+  CREATED: 11,
+  START: 12,
+  SETUP: 13,
+  SETUP_DONE: 14,
+  RESIZE: 15,
 } as const;
 
 export const Tag = {
@@ -29,7 +34,31 @@ export const Tag = {
   ERRNO: 10,
   MESSAGE: 11,
   STDIN: 12,
+  TERMINAL: 13,
+  WINSIZE: 14,
+  UID: 15,
+  GID: 16,
+  GIDS: 17,
+  UMASK: 18,
+  RLIMIT: 19,
+  CAPS: 20,
+  NO_NEW_PRIVS: 21,
+  OOM_SCORE_ADJ: 22,
+  SECCOMP: 23,
+  SECCOMP_FLAGS: 24,
+  HOLD: 25,
+  HOSTNAME: 26,
+  DOMAINNAME: 27,
+  MOUNT: 28,
+  MASKED: 29,
+  READONLY: 30,
+  SYSCTL: 31,
+  ROOTFS_RO: 32,
+  FEATURES: 40,
 } as const;
+
+/** FEATURES bit: the agent implements extension A (full process spec, SETUP, HOLD/START, RESIZE). */
+export const FEATURE_EXTENSION_A = 1;
 
 export interface Frame {
   type: number;
@@ -122,6 +151,14 @@ export class TlvWriter {
   }
   u8(tag: number, n: number): this {
     return this.add(tag, Uint8Array.of(n));
+  }
+  i32(tag: number, n: number): this {
+    const b = new Uint8Array(4);
+    new DataView(b.buffer).setInt32(0, n, true);
+    return this.add(tag, b);
+  }
+  bytes(tag: number, value: Uint8Array): this {
+    return this.add(tag, value);
   }
   finish(): Uint8Array {
     return Buffer.concat(this.parts);

@@ -5,6 +5,7 @@ import { Command, CommanderError } from 'commander';
 import { DEFAULT_ROOT } from '../runtime/state.js';
 import { reportError } from './errors.js';
 import { registerRun } from './run.js';
+import { registerLifecycle } from './lifecycle.js';
 
 export interface GlobalOptions {
   root: string;
@@ -30,6 +31,7 @@ export function buildProgram(): Command {
     .configureOutput({ outputError: () => {} })
     .showSuggestionAfterError(false);
   registerRun(program);
+  registerLifecycle(program);
   return program;
 }
 

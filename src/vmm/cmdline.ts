@@ -5,6 +5,9 @@ export interface GuestCmdlineOptions {
   rootfsTag: string;
   agentPort: number;
   debug?: boolean;
+  /** virtio-fs tag carrying the bind-mount sources, mounted by the agent at bindsDir */
+  bindsTag?: string;
+  bindsDir?: string;
 }
 
 export function guestCmdline(o: GuestCmdlineOptions): string {
@@ -17,6 +20,7 @@ export function guestCmdline(o: GuestCmdlineOptions): string {
     o.debug ? 'loglevel=7' : 'quiet',
     `husk.fs=${o.rootfsTag}`,
     `husk.port=${o.agentPort}`,
+    ...(o.bindsTag ? [`husk.binds=${o.bindsTag}`] : []),
     ...(o.debug ? ['husk.debug'] : []),
   ].join(' ');
 }

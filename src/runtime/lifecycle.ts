@@ -1,0 +1,195 @@
+// The runc verbs on top of the state store and the VMM daemon.
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { spawn } from 'node:child_process';
+import { loadBundle } from '../oci/bundle.js';
+import {
+  OCI_VERSION, StateError, containerDir, createContainerDir, listContainerIds, lockContainer, publicState,
+  readState, removeContainerDir, socketDirFor, stateFile, writeJsonAtomic, writeState, type ContainerState,
+} from './state.js';
+import { controlRequest, controlSocketPath } from './control.js';
+import { projectRoot } from '../vmm/assets.js';
+import { isSameProcessAlive } from '../sys/process.js';
+
+export class LifecycleError extends Error {}
+
+export interface CreateOptions {
+  root: string;
+  id: string;
+  bundle: string;
+  pidFile?: string;
+  consoleSocket?: string;
+  debug: boolean;
+}
+
+/** Writes a pid file the way clients expect: complete or absent (temp file + rename). */
+export function writePidFile(file: string, pid: number): void {
+  const abs = path.resolve(file);
+  const tmp = path.join(path.dirname(abs), `.${path.basename(abs)}.${process.pid}.tmp`);
+  fs.writeFileSync(tmp, String(pid));
+  fs.renameSync(tmp, abs);
+}
+
+export async function create(o: CreateOptions): Promise<void> {
+  const bundle = loadBundle(o.bundle);
+  if (bundle.spec.process!.terminal && !o.consoleSocket) {
+    throw new LifecycleError('cannot allocate tty if husk will detach without setting console socket');
+  }
+  if (!bundle.spec.process!.terminal && o.consoleSocket) {
+    throw new LifecycleError('cannot use console socket if husk will not detach or allocate tty');
+  }
+  const dir = createContainerDir(o.root, o.id);
+  const marker = path.join(dir, '.creating');
+  fs.writeFileSync(marker, '');
+  const lock = lockContainer(o.root, o.id);
+  let ok = false;
+  try {
+    const st: ContainerState = {
+      ociVersion: OCI_VERSION,
+      id: o.id,
+      pid: 0,
+      status: 'creating',
+      bundle: bundle.dir,
+      rootfs: bundle.rootfs,
+      created: new Date().toISOString(),
+      owner: os.userInfo().username,
+      annotations: bundle.spec.annotations ?? {},
+      husk: { socketDir: socketDirFor(dir) },
+    };
+    writeState(dir, st);
+    const args = [path.join(projectRoot(), 'bin/husk.js'), '--root', path.resolve(o.root)];
+    if (o.debug) args.push('--debug');
+    args.push('vmm', o.id);
+    if (o.consoleSocket) args.push('--console-socket', path.resolve(o.consoleSocket));
+    // The daemon keeps our stdio (the container's) and reports on fd 3.
+    const child = spawn(process.execPath, args, { detached: true, stdio: ['inherit', 'inherit', 'inherit', 'pipe'] });
+    const status = await new Promise<{ ok: boolean; error?: string }>((resolve) => {
+      let buf = '';
+      const pipe = child.stdio[3]!;
+      pipe.on('data', (d: Buffer) => { buf += d.toString(); });
+      pipe.on('error', () => {});
+      pipe.on('close', () => {
+        try { resolve(JSON.parse(buf.split('\n')[0]!)); } catch { resolve({ ok: false, error: 'the VMM process died while creating the container' }); }
+      });
+    });
+    if (!status.ok) {
+      await new Promise((r) => (child.exitCode !== null || child.signalCode !== null ? r(null) : child.once('exit', r)));
+      throw new LifecycleError(status.error ?? 'create failed');
+    }
+    if (o.pidFile) writePidFile(o.pidFile, child.pid!);
+    child.unref();
+    (child.stdio[3] as unknown as { destroy(): void }).destroy();
+    ok = true;
+  } finally {
+    fs.rmSync(marker, { force: true });
+    lock.release();
+    if (!ok) {
+      fs.rmSync(socketDirFor(dir), { recursive: true, force: true });
+      removeContainerDir(dir);
+    }
+  }
+}
+
+async function control(st: ContainerState, req: Parameters<typeof controlRequest>[1]): Promise<void> {
+  const reply = await controlRequest(controlSocketPath(st.husk.socketDir), req);
+  if (!reply.ok) throw new LifecycleError(reply.error);
+}
+
+export async function start(root: string, id: string): Promise<void> {
+  const lock = lockContainer(root, id);
+  try {
+    const st = readState(root, id);
+    if (st.status === 'stopped') throw new LifecycleError('cannot start a container that has stopped');
+    if (st.status !== 'created') throw new LifecycleError(`cannot start an already running container`);
+    await control(st, { op: 'start' });
+  } finally {
+    lock.release();
+  }
+}
+
+export function state(root: string, id: string): Record<string, unknown> {
+  return publicState(readState(root, id));
+}
+
+export function parseSignal(sig: string): number {
+  const s = sig.trim().toUpperCase();
+  if (/^\d+$/.test(s)) {
+    const n = Number(s);
+    if (n >= 1 && n <= 64) return n;
+  } else {
+    const name = s.startsWith('SIG') ? s : `SIG${s}`;
+    const n = (os.constants.signals as Record<string, number>)[name];
+    if (n !== undefined) return n;
+    const rt = /^SIGRTMIN(?:\+(\d+))?$/.exec(name) ?? /^SIGRTMAX(?:-(\d+))?$/.exec(name);
+    if (rt) {
+      const off = Number(rt[1] ?? 0);
+      const v = name.startsWith('SIGRTMIN') ? 34 + off : 64 - off;
+      if (v >= 34 && v <= 64) return v;
+    }
+  }
+  throw new LifecycleError(`invalid signal: ${sig}`);
+}
+
+export async function kill(root: string, id: string, signal: string, all: boolean): Promise<void> {
+  const signo = parseSignal(signal);
+  const lock = lockContainer(root, id);
+  try {
+    const st = readState(root, id);
+    if (st.status === 'stopped') throw new LifecycleError('container not running');
+    await control(st, { op: 'kill', signal: signo, all });
+  } finally {
+    lock.release();
+  }
+}
+
+/** Waits for the VMM process to exit; SIGKILLs it after `graceMs`. */
+async function reapVmm(st: ContainerState, graceMs: number): Promise<void> {
+  const deadline = Date.now() + graceMs;
+  while (isSameProcessAlive(st.pid, st.husk.vmmStartTime)) {
+    if (Date.now() > deadline) {
+      try { process.kill(st.pid, 'SIGKILL'); } catch { /* gone */ }
+      await new Promise((r) => setTimeout(r, 50));
+      if (Date.now() > deadline + 5000) break;
+      continue;
+    }
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+export async function del(root: string, id: string, force: boolean): Promise<void> {
+  let lock;
+  try {
+    lock = lockContainer(root, id);
+  } catch (err) {
+    // runc: `delete --force` of a missing container is not an error.
+    if (force && err instanceof StateError) return;
+    throw err;
+  }
+  try {
+    const st = readState(root, id);
+    if (st.status === 'running' || st.status === 'paused') {
+      if (!force) throw new LifecycleError(`cannot delete container ${id} that is not stopped: ${st.status}`);
+    }
+    if (st.status !== 'stopped') {
+      try { await control(st, { op: 'kill', signal: 9, all: true }); } catch { /* the daemon may be wedged */ }
+      await reapVmm(st, 5000);
+    }
+    fs.rmSync(st.husk.socketDir, { recursive: true, force: true });
+    const dir = containerDir(root, id);
+    fs.rmSync(stateFile(dir), { force: true });
+    removeContainerDir(dir);
+  } finally {
+    lock.release();
+  }
+}
+
+export function list(root: string): Record<string, unknown>[] {
+  const out: Record<string, unknown>[] = [];
+  for (const id of listContainerIds(root)) {
+    try { out.push(publicState(readState(root, id))); } catch { /* deleted meanwhile */ }
+  }
+  return out;
+}
+
+export { writeJsonAtomic };

@@ -1,0 +1,114 @@
+// A container's VM with its agent connected: what `run` and the VMM
+// daemon behind `create` both start. Owns the VM's sockets and stops
+// everything it started.
+import net from 'node:net';
+import fs from 'node:fs';
+import path from 'node:path';
+import type { Bundle } from '../oci/bundle.js';
+import { Vm } from '../vmm/vm.js';
+import { guestAssets } from '../vmm/assets.js';
+import { guestCmdline } from '../vmm/cmdline.js';
+import type { DeviceSpec } from '../vmm/devices/factory.js';
+import { AgentConnection } from '../agent/client.js';
+import { machineSize } from './resources.js';
+import { setupSpec, GUEST_BINDS_DIR, type BindExport } from './translate.js';
+
+export const AGENT_PORT = 1024;
+export const GUEST_CID = 3;
+const ROOTFS_TAG = 'rootfs';
+const BINDS_TAG = 'binds';
+
+export class SandboxError extends Error {}
+
+export interface SandboxOptions {
+  /** container state directory (logs) */
+  stateDir: string;
+  /** short directory for the VM's unix sockets */
+  socketDir: string;
+  bundle: Bundle;
+  log: (msg: string) => void;
+  debug?: boolean;
+  /** send the bundle's mounts/hostname/... to the agent (needs an agent with extension A) */
+  setup?: boolean;
+}
+
+export class Sandbox {
+  readonly vm: Vm;
+  readonly agent: AgentConnection;
+  private readonly agentServer: net.Server;
+  private readonly opts: SandboxOptions;
+  private stopped?: Promise<void>;
+
+  private constructor(vm: Vm, agent: AgentConnection, agentServer: net.Server, opts: SandboxOptions) {
+    this.vm = vm;
+    this.agent = agent;
+    this.agentServer = agentServer;
+    this.opts = opts;
+  }
+
+  static async boot(opts: SandboxOptions): Promise<Sandbox> {
+    const { bundle, log } = opts;
+    const assets = guestAssets();
+    const size = machineSize(bundle.spec);
+    fs.mkdirSync(opts.socketDir, { recursive: true, mode: 0o700 });
+    const vsockBase = path.join(opts.socketDir, 'vsock');
+    const agentServer = net.createServer();
+    await new Promise<void>((resolve, reject) => {
+      agentServer.once('error', reject);
+      agentServer.listen(`${vsockBase}_${AGENT_PORT}`, resolve);
+    });
+    let exports: BindExport[] = [];
+    const plan = opts.setup ? setupSpec(bundle.spec, bundle.dir) : undefined;
+    if (plan) exports = plan.exports;
+    const devices: DeviceSpec[] = [
+      { kind: 'fs', tag: ROOTFS_TAG, root: bundle.rootfs, readonly: false },
+      { kind: 'vsock', guestCid: GUEST_CID, udsPath: vsockBase },
+    ];
+    if (exports.length) {
+      devices.push({ kind: 'fs', tag: BINDS_TAG, exports: exports.map((e) => ({ name: e.name, path: e.hostPath, readonly: e.readonly })) } as unknown as DeviceSpec);
+    }
+    let vm: Vm | undefined;
+    try {
+      const agentReady = AgentConnection.accept(agentServer, Number(process.env.HUSK_BOOT_TIMEOUT_MS ?? 120_000));
+      vm = Vm.start({
+        stateDir: opts.socketDir,
+        kernel: assets.kernel,
+        initrd: assets.initrd,
+        cmdline: guestCmdline({ rootfsTag: ROOTFS_TAG, agentPort: AGENT_PORT, debug: !!opts.debug, bindsTag: exports.length ? BINDS_TAG : undefined, bindsDir: GUEST_BINDS_DIR }),
+        vcpus: size.vcpus,
+        memoryMiB: size.memoryMiB,
+        consoleLog: path.join(opts.stateDir, 'console.log'),
+        devices,
+      }, log);
+      log(`engine ${vm.engine.name}: ${size.vcpus} vCPU, ${size.memoryMiB} MiB`);
+      const engineGone = vm.engine.exited.then((e) => {
+        throw new SandboxError(`the VM stopped before its agent was ready (engine exit ${e.signal ?? e.code}); see ${opts.stateDir}/console.log`);
+      });
+      const agent = await Promise.race([agentReady, engineGone]);
+      log(`agent ready: ${agent.hello.agent}, protocol ${agent.hello.version}, features ${agent.hello.features ?? 0}`);
+      const sb = new Sandbox(vm, agent, agentServer, opts);
+      if (plan) {
+        if (!agent.extended) throw new SandboxError('the guest agent is too old for container set-up (rebuild native/agent)');
+        await Promise.race([agent.setup(plan.setup), engineGone]);
+      }
+      return sb;
+    } catch (err) {
+      if (vm) await vm.stop(0);
+      agentServer.close();
+      fs.rmSync(opts.socketDir, { recursive: true, force: true });
+      throw err;
+    }
+  }
+
+  /** Powers the guest off (graceMs for it to go quietly), then stops everything and removes the sockets. */
+  stop(graceMs = 3000): Promise<void> {
+    this.stopped ??= (async () => {
+      try { this.agent.poweroff(); } catch { /* agent gone */ }
+      await this.vm.stop(graceMs);
+      this.agent.close();
+      this.agentServer.close();
+      fs.rmSync(this.opts.socketDir, { recursive: true, force: true });
+    })();
+    return this.stopped;
+  }
+}
