@@ -87,10 +87,8 @@ export class Sandbox {
       const agent = await Promise.race([agentReady, engineGone]);
       log(`agent ready: ${agent.hello.agent}, protocol ${agent.hello.version}, features ${agent.hello.features ?? 0}`);
       const sb = new Sandbox(vm, agent, agentServer, opts);
-      if (plan) {
-        if (!agent.extended) throw new SandboxError('the guest agent is too old for container set-up (rebuild native/agent)');
-        await Promise.race([agent.setup(plan.setup), engineGone]);
-      }
+      if (plan && agent.extended) await Promise.race([agent.setup(plan.setup), engineGone]);
+      else if (plan) log('the guest agent lacks container set-up (extension A): mounts and hostname are the agent defaults');
       return sb;
     } catch (err) {
       if (vm) await vm.stop(0);
