@@ -11,6 +11,8 @@ import {
 import { controlRequest, controlSocketPath } from './control.js';
 import { projectRoot } from '../vmm/assets.js';
 import { isSameProcessAlive } from '../sys/process.js';
+import { runHooks } from './hooks.js';
+import type { Spec } from '../oci/spec.js';
 
 export class LifecycleError extends Error {}
 
@@ -58,6 +60,8 @@ export async function create(o: CreateOptions): Promise<void> {
       husk: { socketDir: socketDirFor(dir) },
     };
     writeState(dir, st);
+    // The config as created: delete runs its poststop hooks even if the bundle is gone by then.
+    writeJsonAtomic(path.join(dir, 'config.json'), bundle.spec);
     const args = [path.join(projectRoot(), 'bin/husk.js'), '--root', path.resolve(o.root)];
     if (o.debug) args.push('--debug');
     args.push('vmm', o.id);
@@ -177,6 +181,7 @@ export async function del(root: string, id: string, force: boolean): Promise<voi
     }
     fs.rmSync(st.husk.socketDir, { recursive: true, force: true });
     const dir = containerDir(root, id);
+    await runPoststop(dir, { ...publicState(st), status: 'stopped' });
     fs.rmSync(stateFile(dir), { force: true });
     removeContainerDir(dir);
   } finally {
@@ -192,4 +197,13 @@ export function list(root: string): Record<string, unknown>[] {
   return out;
 }
 
-export { writeJsonAtomic };
+async function runPoststop(dir: string, st: Record<string, unknown>): Promise<void> {
+  let spec: Spec;
+  try {
+    spec = JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8')) as Spec;
+  } catch {
+    return;
+  }
+  // Poststop failures are warnings (runtime spec): the container is deleted anyway.
+  await runHooks(spec.hooks, 'poststop', st).catch((e: Error) => process.stderr.write(`husk: warning: ${e.message}\n`));
+}

@@ -8,7 +8,9 @@ import os from 'node:os';
 import path from 'node:path';
 import type net from 'node:net';
 import { loadBundle } from '../oci/bundle.js';
-import { containerDir, stateFile, writeState, type ContainerState } from './state.js';
+import { containerDir, publicState, stateFile, writeState, type ContainerState } from './state.js';
+import { runHooks } from './hooks.js';
+import type { Hooks } from '../oci/spec.js';
 import { Sandbox } from './sandbox.js';
 import { processSpec } from './translate.js';
 import { controlSocketPath, serveControl, type ControlReply, type ControlRequest } from './control.js';
@@ -70,8 +72,12 @@ export async function vmmDaemon(o: DaemonOptions): Promise<number> {
       if (e instanceof AgentError) throw new Error(`unable to start container process: ${e.message}`);
       throw e;
     }
-    control = await serveControl(controlSocketPath(state.husk.socketDir), (req) => handleControl(req, running));
-    save({ status: 'created', pid: process.pid }, { vmmStartTime: processStartTime(process.pid), engine: sandbox.vm.engine.name });
+    save({ pid: process.pid }, { vmmStartTime: processStartTime(process.pid), engine: sandbox.vm.engine.name });
+    for (const phase of ['prestart', 'createRuntime', 'createContainer'] as const) {
+      await runHooks(spec.hooks, phase, publicState(state));
+    }
+    control = await serveControl(controlSocketPath(state.husk.socketDir), (req) => handleControl(req, running, spec.hooks));
+    save({ status: 'created' });
     report({ ok: true });
     for (const sig of RELAYED) process.on(sig, () => { try { running.signal(os.constants.signals[sig]); } catch { /* gone */ } });
     const engineGone = sandbox.vm.engine.exited.then(() => ({ status: 255, waitStatus: 0, lost: true }));
@@ -94,12 +100,13 @@ export async function vmmDaemon(o: DaemonOptions): Promise<number> {
     fs.rmSync(state.husk.socketDir, { recursive: true, force: true });
   }
 
-  async function handleControl(req: ControlRequest, running: RunningProcess): Promise<ControlReply> {
+  async function handleControl(req: ControlRequest, running: RunningProcess, hooks: Hooks | undefined): Promise<ControlReply> {
     switch (req.op) {
       case 'ping':
         return { ok: true };
       case 'start': {
         if (state.status !== 'created') return { ok: false, error: `cannot start a container that is ${state.status}` };
+        await runHooks(hooks, 'startContainer', publicState(state));
         running.start();
         try {
           await running.started;
@@ -107,6 +114,8 @@ export async function vmmDaemon(o: DaemonOptions): Promise<number> {
           return { ok: false, error: `unable to start container process: ${(e as Error).message}` };
         }
         save({ status: 'running' });
+        // A failing poststart hook is a warning, as in the runtime spec.
+        await runHooks(hooks, 'poststart', publicState(state)).catch((e: Error) => log(`warning: ${e.message}`));
         if (terminal) {
           terminal.input.on('data', (d: Buffer) => { try { running.writeStdin(d); } catch { /* gone */ } });
           process.on('SIGWINCH', () => { try { const ws = terminal!.size(); running.resize(ws.rows, ws.cols); } catch { /* gone */ } });
