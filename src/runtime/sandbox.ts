@@ -65,7 +65,7 @@ export class Sandbox {
       { kind: 'vsock', guestCid: GUEST_CID, udsPath: vsockBase },
     ];
     if (exports.length) {
-      devices.push({ kind: 'fs', tag: BINDS_TAG, exports: exports.map((e) => ({ name: e.name, path: e.hostPath, readonly: e.readonly })) } as unknown as DeviceSpec);
+      devices.push({ kind: 'fs', tag: BINDS_TAG, exports: exports.map((e) => ({ name: e.name, path: e.hostPath, readonly: e.readonly })) });
     }
     let vm: Vm | undefined;
     try {

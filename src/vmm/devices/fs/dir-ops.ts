@@ -7,9 +7,10 @@ import type { Reply, Request } from './fuse-io.js';
 import {
   DIRENT_HEADER_SIZE, ENTRY_OUT_SIZE, READ_IN_SIZE, RELEASE_IN_SIZE, align8, openOut, writeDirent, writeEntryOut,
 } from './fuse-protocol.js';
-import { E, fail, handleOf, inodeOf, type FsContext, type OpResult } from './fs-context.js';
+import { E, fail, handleOf, inodeOf, isSynthetic, type FsContext, type OpResult } from './fs-context.js';
 import { fsyncFile } from './file-ops.js';
 import { lookupAt } from './node-ops.js';
+import { listSyntheticRoot } from './synthetic-root.js';
 
 const DENTS_MAX = 64 * 1024;
 // Big enough for one linux_dirent64 with a 255-byte name.
@@ -19,8 +20,10 @@ const dentsBuf = Buffer.alloc(DENTS_MAX);
 export function opendir(ctx: FsContext, req: Request): OpResult {
   const ino = inodeOf(ctx, req.nodeid);
   if (ino.type !== S_IFDIR) fail(E.ENOTDIR);
+  // The synthetic root is listed from the export table, not from a host fd.
+  if (isSynthetic(ino)) return openOut(ctx.handles.add(-1, ino.nodeid, true, null).fh);
   const fd = openat(AT_FDCWD, procPath(ino.fd), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  return openOut(ctx.handles.add(fd, ino.nodeid, true).fh);
+  return openOut(ctx.handles.add(fd, ino.nodeid, true, ino.export).fh);
 }
 
 export function releasedir(ctx: FsContext, req: Request): OpResult {
@@ -40,6 +43,8 @@ function isDotOrDotDot(name: Buffer): boolean {
 function list(ctx: FsContext, req: Request, out: Reply, plus: boolean): OpResult {
   req.need(READ_IN_SIZE);
   const h = handleOf(ctx, req.id(0), true);
+  if (h.export === null) return listSyntheticRoot(ctx, req, out, plus);
+  const exp = h.export;
   const limit = Math.min(req.u32(16), out.bodyCapacity);
   lseek(h.fd, BigInt.asIntN(64, req.u64(8)), SEEK_SET);
   const n = getdents64(h.fd, dentsBuf.subarray(0, Math.min(DENTS_MAX, Math.max(DENTS_MIN, limit))));
@@ -66,7 +71,7 @@ function list(ctx: FsContext, req: Request, out: Reply, plus: boolean): OpResult
       let found: { nodeid: number; st: Stat } | null = null;
       if (!isDotOrDotDot(name)) {
         try {
-          const r = lookupAt(ctx, h.fd, Buffer.concat([name, Buffer.of(0)]));
+          const r = lookupAt(ctx, exp, h.fd, Buffer.concat([name, Buffer.of(0)]));
           found = { nodeid: r.ino.nodeid, st: r.st };
           type = (r.st.mode >> 12) & 0xf;
         } catch {

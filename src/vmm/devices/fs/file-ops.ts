@@ -14,8 +14,8 @@ import {
   CREATE_IN_SIZE, FALLOCATE_IN_SIZE, FLUSH_IN_SIZE, FSYNC_IN_SIZE, FUSE_FSYNC_FDATASYNC, LSEEK_IN_SIZE,
   OPEN_IN_SIZE, READ_IN_SIZE, RELEASE_IN_SIZE, WRITE_IN_SIZE, entryOut, openOut, u32Out,
 } from './fuse-protocol.js';
-import { E, fail, handleOf, inodeOf, mustWrite, type FsContext, type OpResult } from './fs-context.js';
-import type { Inode } from './inode-table.js';
+import { E, fail, handleOf, inodeOf, mustWrite, mustWriteExport, type FsContext, type OpResult } from './fs-context.js';
+import type { Export, Inode } from './inode-table.js';
 import { lookupChild } from './node-ops.js';
 
 /**
@@ -29,8 +29,9 @@ const MAX_OFF_T = 0x7fffffffffffffffn;
 // FALLOC_FL_KEEP_SIZE | PUNCH_HOLE | COLLAPSE_RANGE | ZERO_RANGE | INSERT_RANGE | UNSHARE_RANGE
 const FALLOC_KNOWN = 0x01 | 0x02 | 0x08 | 0x10 | 0x20 | 0x40;
 
-function hostFlags(ctx: FsContext, flags: number): number {
-  if (ctx.readonly && ((flags & O_ACCMODE) !== O_RDONLY || flags & O_TRUNC)) fail(E.EROFS);
+/** Host open flags for guest `flags`; write access or O_TRUNC needs a writable export. */
+function hostFlags(exp: Export | null, flags: number): number {
+  if ((flags & O_ACCMODE) !== O_RDONLY || flags & O_TRUNC) mustWriteExport(exp);
   return (flags & OPEN_PASS) | O_CLOEXEC;
 }
 
@@ -51,8 +52,8 @@ export function open(ctx: FsContext, req: Request): OpResult {
   req.need(OPEN_IN_SIZE);
   const ino = inodeOf(ctx, req.nodeid);
   requireRegular(ino);
-  const fd = openat(AT_FDCWD, procPath(ino.fd), hostFlags(ctx, req.u32(0)));
-  return openOut(ctx.handles.add(fd, ino.nodeid, false).fh);
+  const fd = openat(AT_FDCWD, procPath(ino.fd), hostFlags(ino.export, req.u32(0)));
+  return openOut(ctx.handles.add(fd, ino.nodeid, false, ino.export).fh);
 }
 
 function entryAndOpen(entry: Uint8Array, open: Uint8Array): Uint8Array {
@@ -60,17 +61,17 @@ function entryAndOpen(entry: Uint8Array, open: Uint8Array): Uint8Array {
 }
 
 export function create(ctx: FsContext, req: Request): OpResult {
-  mustWrite(ctx);
+  const parent = inodeOf(ctx, req.nodeid);
+  mustWrite(parent);
   req.need(CREATE_IN_SIZE);
   const flags = req.u32(0);
   const mode = req.u32(4);
   const umask = req.u32(8);
-  const parent = inodeOf(ctx, req.nodeid);
   if (parent.type !== S_IFDIR) fail(E.ENOTDIR);
   const name = req.name(CREATE_IN_SIZE).bytes;
   if ((mode & S_IFMT) !== 0 && (mode & S_IFMT) !== S_IFREG) fail(E.EINVAL);
   const perm = mode & ~umask & 0o7777;
-  const base = hostFlags(ctx, flags);
+  const base = hostFlags(parent.export, flags);
   const parentSt = fstat(parent.fd);
 
   let fd: number;
@@ -99,8 +100,8 @@ export function create(ctx: FsContext, req: Request): OpResult {
     }
     throw e;
   }
-  const ino = ctx.inodes.ref(pathFd, st);
-  const h = ctx.handles.add(fd, ino.nodeid, false);
+  const ino = ctx.inodes.ref(pathFd, st, parent.export!);
+  const h = ctx.handles.add(fd, ino.nodeid, false, ino.export);
   return entryAndOpen(entryOut(ino.nodeid, st, ctx.timeout), openOut(h.fh));
 }
 
@@ -110,7 +111,7 @@ function openExisting(ctx: FsContext, parent: Inode, name: Buffer, flags: number
   try {
     requireRegular(ino);
     const fd = openat(AT_FDCWD, procPath(ino.fd), flags);
-    const h = ctx.handles.add(fd, ino.nodeid, false);
+    const h = ctx.handles.add(fd, ino.nodeid, false, ino.export);
     return entryAndOpen(entryOut(ino.nodeid, flags & O_TRUNC ? fstat(ino.fd) : st, ctx.timeout), openOut(h.fh));
   } catch (e) {
     ctx.inodes.forget(ino.nodeid, 1);
@@ -145,9 +146,9 @@ export function read(ctx: FsContext, req: Request, out: Reply): OpResult {
 }
 
 export function write(ctx: FsContext, req: Request): OpResult {
-  mustWrite(ctx);
   req.need(WRITE_IN_SIZE);
   const h = handleOf(ctx, req.id(0), false);
+  mustWriteExport(h.export);
   const offset = offsetArg(req.u64(8));
   const size = req.u32(16);
   const data = req.payload(WRITE_IN_SIZE, size);
@@ -174,6 +175,8 @@ export function release(ctx: FsContext, req: Request): OpResult {
 export function fsyncFile(ctx: FsContext, req: Request, dir: boolean): OpResult {
   req.need(FSYNC_IN_SIZE);
   const h = handleOf(ctx, req.id(0), dir);
+  // The synthetic root's handle has no host fd and nothing to sync.
+  if (h.fd < 0) return new Uint8Array(0);
   if (req.u32(8) & FUSE_FSYNC_FDATASYNC) fdatasync(h.fd);
   else sysFsync(h.fd);
   return new Uint8Array(0);
@@ -184,9 +187,9 @@ export function fsync(ctx: FsContext, req: Request): OpResult {
 }
 
 export function fallocate(ctx: FsContext, req: Request): OpResult {
-  mustWrite(ctx);
   req.need(FALLOCATE_IN_SIZE);
   const h = handleOf(ctx, req.id(0), false);
+  mustWriteExport(h.export);
   const offset = req.u64(8);
   const length = req.u64(16);
   const mode = req.u32(24);

@@ -1,7 +1,7 @@
 // FUSE passthrough server behind virtio-fs: one call of handle() per
 // descriptor chain. Everything in a request is guest-controlled; handle()
 // turns every failure into an error reply and never throws.
-import { AT_FDCWD, O_CLOEXEC, O_DIRECTORY, O_PATH, S_IFDIR, fstat, openat } from '../../../sys/fsops.js';
+import { AT_FDCWD, O_CLOEXEC, O_DIRECTORY, O_PATH, S_IFDIR, closeQuiet, fstat, openat, type Stat } from '../../../sys/fsops.js';
 import { SysError } from '../../../sys/libc.js';
 import { BadRequest, Reply, Request } from './fuse-io.js';
 import {
@@ -9,8 +9,9 @@ import {
   FUSE_KERNEL_VERSION, FUSE_MAX_PAGES, FUSE_MIN_MINOR, FUSE_OUR_MINOR, FUSE_PARALLEL_DIROPS,
   FUSE_READDIRPLUS_AUTO, INIT_IN_MIN_SIZE, INIT_OUT_SIZE, Op, opName, timeoutFromSeconds,
 } from './fuse-protocol.js';
-import { E, fail, type FsContext, type OpHandler, type OpResult } from './fs-context.js';
+import { E, fail, type FsContext, type OpHandler, type OpResult, type SyntheticRoot } from './fs-context.js';
 import { InodeTable } from './inode-table.js';
+import { buildSyntheticRoot, type ExportSpec } from './synthetic-root.js';
 import { HandleTable } from './handle-table.js';
 import * as node from './node-ops.js';
 import * as file from './file-ops.js';
@@ -23,10 +24,18 @@ export interface RequestBuffers {
   writable: Uint8Array[];
 }
 
+export type { ExportSpec } from './synthetic-root.js';
+
 export interface FuseServerOptions {
-  /** Host directory served as the file system root. */
-  root: string;
-  /** Refuse every modification with EROFS. */
+  /** Host directory served as the file system root (exactly one of root and exports). */
+  root?: string;
+  /**
+   * Multi-export mode: node id 1 is a synthetic read-only directory whose
+   * entries are these exports (directories or single files), each confined
+   * to itself and read-only or not on its own.
+   */
+  exports?: readonly ExportSpec[];
+  /** Refuse every modification with EROFS (in multi-export mode: every export is read-only). */
   readonly?: boolean;
   log?: (msg: string) => void;
   /** Entry/attribute cache validity in seconds (default 1). */
@@ -112,13 +121,30 @@ export class FuseServer {
 
   constructor(opts: FuseServerOptions) {
     this.logFn = opts.log ?? (() => {});
-    const rootFd = openat(AT_FDCWD, opts.root, O_PATH | O_DIRECTORY | O_CLOEXEC);
-    const st = fstat(rootFd);
-    if ((st.mode & 0o170000) !== S_IFDIR) fail(E.ENOTDIR, 'root');
+    const hasRoot = opts.root !== undefined;
+    const hasExports = opts.exports !== undefined;
+    if (hasRoot === hasExports) throw new Error('FUSE server needs exactly one of root and exports');
+    const inodes = new InodeTable();
+    const readonly = opts.readonly ?? false;
+    let synthetic: SyntheticRoot | null = null;
+    if (opts.exports) {
+      synthetic = buildSyntheticRoot(inodes, opts.exports, readonly);
+    } else {
+      const rootFd = openat(AT_FDCWD, opts.root!, O_PATH | O_DIRECTORY | O_CLOEXEC);
+      let st: Stat;
+      try {
+        st = fstat(rootFd);
+        if ((st.mode & 0o170000) !== S_IFDIR) fail(E.ENOTDIR, 'root');
+      } catch (e) {
+        closeQuiet(rootFd);
+        throw e;
+      }
+      inodes.pin(rootFd, st.mode, { id: 0, name: '', readonly }, st);
+    }
     this.ctx = {
-      inodes: new InodeTable(rootFd, st),
+      inodes,
       handles: new HandleTable(),
-      readonly: opts.readonly ?? false,
+      synthetic,
       timeout: timeoutFromSeconds(opts.timeout ?? 1),
     };
   }

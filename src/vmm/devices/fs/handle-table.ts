@@ -1,11 +1,14 @@
 // File handles (the `fh` of OPEN/OPENDIR replies) -> real host fds.
 import { closeQuiet } from '../../../sys/fsops.js';
+import type { Export } from './inode-table.js';
 
 export interface Handle {
   readonly fh: number;
   readonly fd: number;
   readonly nodeid: number;
   readonly dir: boolean;
+  /** The export the handle was opened in (null: the synthetic root), checked by WRITE/FALLOCATE. */
+  readonly export: Export | null;
 }
 
 export class HandleTable {
@@ -16,8 +19,8 @@ export class HandleTable {
     return this.byFh.size;
   }
 
-  add(fd: number, nodeid: number, dir: boolean): Handle {
-    const h: Handle = { fh: this.nextFh++, fd, nodeid, dir };
+  add(fd: number, nodeid: number, dir: boolean, exp: Export | null): Handle {
+    const h: Handle = { fh: this.nextFh++, fd, nodeid, dir, export: exp };
     this.byFh.set(h.fh, h);
     return h;
   }
@@ -30,11 +33,11 @@ export class HandleTable {
 
   remove(h: Handle): void {
     this.byFh.delete(h.fh);
-    closeQuiet(h.fd);
+    if (h.fd >= 0) closeQuiet(h.fd);
   }
 
   close(): void {
-    for (const h of this.byFh.values()) closeQuiet(h.fd);
+    for (const h of this.byFh.values()) if (h.fd >= 0) closeQuiet(h.fd);
     this.byFh.clear();
   }
 }

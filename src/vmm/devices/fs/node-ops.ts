@@ -20,8 +20,9 @@ import {
   MKDIR_IN_SIZE, MKNOD_IN_SIZE, RENAME2_IN_SIZE, RENAME_IN_SIZE, SETATTR_IN_SIZE, STATFS_OUT_SIZE,
   attrOut, decodeDev, entryOut,
 } from './fuse-protocol.js';
-import { E, fail, inodeOf, mustWrite, type FsContext, type OpResult } from './fs-context.js';
-import type { Inode } from './inode-table.js';
+import { E, fail, inodeOf, isSynthetic, mustWrite, type FsContext, type OpResult } from './fs-context.js';
+import type { Export, Inode } from './inode-table.js';
+import { lookupExport, syntheticAccess, syntheticStatfs } from './synthetic-root.js';
 
 const PERM_MASK = 0o7777;
 
@@ -32,15 +33,19 @@ function isDot(name: Buffer): boolean {
 /** Looks `name` up under `parent` and takes a lookup reference on the result. */
 export function lookupChild(ctx: FsContext, parent: Inode, name: Buffer): { ino: Inode; st: Stat } {
   if (parent.type !== S_IFDIR) fail(E.ENOTDIR);
+  if (isSynthetic(parent)) return lookupExport(ctx, name);
   if (isDot(name)) {
     const st = fstat(parent.fd);
     return { ino: ctx.inodes.again(parent), st };
   }
-  return lookupAt(ctx, parent.fd, name);
+  return lookupAt(ctx, parent.export!, parent.fd, name);
 }
 
-/** `name` (a validated single component, not "." or "..") under directory fd `dirfd`. */
-export function lookupAt(ctx: FsContext, dirfd: number, name: Uint8Array): { ino: Inode; st: Stat } {
+/**
+ * `name` (a validated single component, not "." or "..") under directory fd
+ * `dirfd`, which lies in export `exp`; the result belongs to the same export.
+ */
+export function lookupAt(ctx: FsContext, exp: Export, dirfd: number, name: Uint8Array): { ino: Inode; st: Stat } {
   const fd = openat(dirfd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
   let st: Stat;
   try {
@@ -49,7 +54,7 @@ export function lookupAt(ctx: FsContext, dirfd: number, name: Uint8Array): { ino
     closeQuiet(fd);
     throw e;
   }
-  return { ino: ctx.inodes.ref(fd, st), st };
+  return { ino: ctx.inodes.ref(fd, st, exp), st };
 }
 
 function parentDir(ctx: FsContext, req: Request): Inode {
@@ -85,7 +90,7 @@ export function adoptNew(
     }
     throw e;
   }
-  const ino = ctx.inodes.ref(fd, st);
+  const ino = ctx.inodes.ref(fd, st, parent.export!);
   return entryOut(ino.nodeid, st, ctx.timeout);
 }
 
@@ -117,7 +122,9 @@ export function batchForget(ctx: FsContext, req: Request): OpResult {
 }
 
 export function getattr(ctx: FsContext, req: Request): OpResult {
-  return attrOut(fstat(inodeOf(ctx, req.nodeid).fd), ctx.timeout);
+  const ino = inodeOf(ctx, req.nodeid);
+  if (isSynthetic(ino)) return attrOut(ctx.synthetic!.stat, ctx.timeout);
+  return attrOut(fstat(ino.fd), ctx.timeout);
 }
 
 function timeArg(req: Request, valid: number, setBit: number, nowBit: number, secOff: number, nsecOff: number): TimeSpec {
@@ -129,9 +136,9 @@ function timeArg(req: Request, valid: number, setBit: number, nowBit: number, se
 }
 
 export function setattr(ctx: FsContext, req: Request): OpResult {
-  mustWrite(ctx);
-  req.need(SETATTR_IN_SIZE);
   const ino = inodeOf(ctx, req.nodeid);
+  mustWrite(ino);
+  req.need(SETATTR_IN_SIZE);
   const valid = req.u32(0);
   // The kernel passes the open file for ftruncate(); a stale or foreign fh
   // just means we work on the inode instead.
@@ -189,9 +196,9 @@ function newMode(mode: number, umask: number): number {
 }
 
 export function mknod(ctx: FsContext, req: Request): OpResult {
-  mustWrite(ctx);
-  req.need(MKNOD_IN_SIZE);
   const parent = parentDir(ctx, req);
+  mustWrite(parent);
+  req.need(MKNOD_IN_SIZE);
   const mode = req.u32(0);
   const umask = req.u32(8);
   const name = req.name(MKNOD_IN_SIZE).bytes;
@@ -207,9 +214,9 @@ export function mknod(ctx: FsContext, req: Request): OpResult {
 }
 
 export function mkdir(ctx: FsContext, req: Request): OpResult {
-  mustWrite(ctx);
-  req.need(MKDIR_IN_SIZE);
   const parent = parentDir(ctx, req);
+  mustWrite(parent);
+  req.need(MKDIR_IN_SIZE);
   const name = req.name(MKDIR_IN_SIZE).bytes;
   const parentSt = fstat(parent.fd);
   // Directories inherit a setgid parent's S_ISGID; keep it when setting the mode.
@@ -219,8 +226,8 @@ export function mkdir(ctx: FsContext, req: Request): OpResult {
 }
 
 export function symlink(ctx: FsContext, req: Request): OpResult {
-  mustWrite(ctx);
   const parent = parentDir(ctx, req);
+  mustWrite(parent);
   const name = req.name(0);
   // The target is stored as text and never resolved on the host.
   const target = req.cstring(name.next).bytes;
@@ -231,24 +238,26 @@ export function symlink(ctx: FsContext, req: Request): OpResult {
 }
 
 export function unlink(ctx: FsContext, req: Request): OpResult {
-  mustWrite(ctx);
-  unlinkat(parentDir(ctx, req).fd, req.name(0).bytes, 0);
+  const parent = parentDir(ctx, req);
+  mustWrite(parent);
+  unlinkat(parent.fd, req.name(0).bytes, 0);
   return new Uint8Array(0);
 }
 
 export function rmdir(ctx: FsContext, req: Request): OpResult {
-  mustWrite(ctx);
-  unlinkat(parentDir(ctx, req).fd, req.name(0).bytes, AT_REMOVEDIR);
+  const parent = parentDir(ctx, req);
+  mustWrite(parent);
+  unlinkat(parent.fd, req.name(0).bytes, AT_REMOVEDIR);
   return new Uint8Array(0);
 }
 
 function doRename(ctx: FsContext, req: Request, argSize: number, flags: number): OpResult {
-  mustWrite(ctx);
   req.need(argSize);
-  if (flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE | RENAME_WHITEOUT)) fail(E.EINVAL);
   const oldParent = parentDir(ctx, req);
   const newParent = inodeOf(ctx, req.id(0));
   if (newParent.type !== S_IFDIR) fail(E.ENOTDIR);
+  mustWrite(oldParent, newParent);
+  if (flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE | RENAME_WHITEOUT)) fail(E.EINVAL);
   const oldName = req.name(argSize);
   const newName = req.name(oldName.next);
   renameat2(oldParent.fd, oldName.bytes, newParent.fd, newName.bytes, flags);
@@ -264,10 +273,10 @@ export function rename2(ctx: FsContext, req: Request): OpResult {
 }
 
 export function link(ctx: FsContext, req: Request): OpResult {
-  mustWrite(ctx);
   req.need(LINK_IN_SIZE);
   const old = inodeOf(ctx, req.id(0));
   const parent = parentDir(ctx, req);
+  mustWrite(parent, old);
   const name = req.name(LINK_IN_SIZE).bytes;
   if (old.type === S_IFDIR) fail(E.EPERM);
   try {
@@ -283,7 +292,9 @@ export function link(ctx: FsContext, req: Request): OpResult {
 }
 
 export function statfs(ctx: FsContext, req: Request): OpResult {
-  const s = fstatfs(inodeOf(ctx, req.nodeid).fd);
+  const ino = inodeOf(ctx, req.nodeid);
+  if (isSynthetic(ino)) return syntheticStatfs(ctx);
+  const s = fstatfs(ino.fd);
   const b = Buffer.alloc(STATFS_OUT_SIZE);
   b.writeBigUInt64LE(s.blocks, 0);
   b.writeBigUInt64LE(s.bfree, 8);
@@ -305,8 +316,9 @@ export function access(ctx: FsContext, req: Request): OpResult {
   req.need(ACCESS_IN_SIZE);
   const mask = req.u32(0) & 7;
   const ino = inodeOf(ctx, req.nodeid);
+  if (isSynthetic(ino)) return syntheticAccess(mask);
   const st = fstat(ino.fd);
-  if (mask & 2 && ctx.readonly) fail(E.EROFS);
+  if (mask & 2 && ino.export!.readonly) fail(E.EROFS);
   if (req.uid === 0) {
     if (mask & 1 && ino.type !== S_IFDIR && (st.mode & 0o111) === 0) fail(E.EACCES);
   } else {

@@ -4,10 +4,17 @@
 import { type DeviceEnv, type VirtioDevice, VIRTIO_ID_FS } from '../../virtio/device.js';
 import { ChainError, QueueError } from '../../virtio/queue.js';
 import { GuestMemoryError } from '../../memory.js';
-import { FuseServer } from './fuse-server.js';
+import { FuseServer, type ExportSpec } from './fuse-server.js';
 
 export interface VirtioFsOptions {
-  root: string;
+  /** Host directory shared as the file system root (exactly one of root and exports). */
+  root?: string;
+  /**
+   * Several host paths behind one device (bind-mount sources): the file
+   * system root is then a read-only directory with one entry per export.
+   * Names are single path components, unique, not "." or "..".
+   */
+  exports?: ExportSpec[];
   tag: string;
   readonly?: boolean;
   requestQueues?: number;
@@ -29,7 +36,8 @@ export class VirtioFsDevice implements VirtioDevice {
     this.tag = opts.tag;
     this.queueCount = 1 + (opts.requestQueues ?? 1);
     this.server = new FuseServer({
-      root: opts.root,
+      ...(opts.exports !== undefined ? { exports: opts.exports } : {}),
+      ...(opts.root !== undefined ? { root: opts.root } : {}),
       readonly: opts.readonly ?? false,
       log: (m) => this.env?.log(`virtio-fs: ${m}`),
     });
