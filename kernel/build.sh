@@ -171,8 +171,29 @@ verify_config() {
   ' "$frag" "$config"
 }
 
+# For a mismatched option, show where Kconfig defines it and what it depends on.
+explain_option() {
+  local sym=${1#CONFIG_} def file line
+  def=$(cd "$src" && grep -rn --include='Kconfig*' -E "^(menu)?config ${sym}\$" . | head -n1) || true
+  if [[ -z $def ]]; then
+    printf '    %s: no such Kconfig symbol in this source\n' "$1"
+    return
+  fi
+  file=${def%%:*}; line=${def#*:}; line=${line%%:*}
+  awk -v start="$line" -v sym="$1" -v file="${file#./}" '
+    NR < start { next }
+    NR > start && /^(menu)?config |^choice|^endchoice|^menu |^endmenu|^if |^endif|^source / { exit }
+    /^[ \t]*depends on/ { sub(/^[ \t]*/, ""); deps = deps "; " $0 }
+    END { printf "    %s (%s:%d)%s\n", sym, file, start, deps }
+  ' "$src/$file"
+}
+
 if ! verify_config "$fragment" "$src/.config" >"$scratch/verify.txt"; then
   cat "$scratch/verify.txt" >&2
+  echo "  definitions:" >&2
+  grep -oE '^  CONFIG_[A-Za-z0-9_]+' "$scratch/verify.txt" | while read -r opt; do
+    explain_option "$opt" >&2
+  done
   die "the final .config differs from husk.config (options above were dropped or changed by Kconfig; usually a missing dependency)"
 fi
 log "config verified: $(tail -n1 "$scratch/verify.txt")"
@@ -213,7 +234,9 @@ progress() {
     printf '%s\n' "$line" >>"$logf"
     case $line in
       "  "[A-Z]*) steps=$((steps + 1)) ;;
-      *warning:*|*error:*|*Error*) printf '%s\n' "$line" >&2; continue ;;
+      *warning:*|*error:*|*Error*)
+        [[ $tty == 1 ]] && printf '\r\033[K' >&2
+        printf '%s\n' "$line" >&2; continue ;;
       *) continue ;;
     esac
     if [[ $tty == 1 ]]; then

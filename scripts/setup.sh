@@ -17,8 +17,14 @@ done
 if ((${#missing[@]})); then
   step "apt: installing ${missing[*]}"
   SUDO=; [ "$(id -u)" = 0 ] || SUDO=sudo
-  $SUDO apt-get update -q
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+  # The mirror is sometimes briefly unreachable: retry before giving up.
+  for try in 1 2 3 4 5; do
+    if $SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"; then
+      break
+    fi
+    [ "$try" = 5 ] && { echo "setup: apt-get failed" >&2; exit 1; }
+    step "apt: retrying in $((try * 15)) s"; sleep $((try * 15))
+  done
 else
   step "apt: all packages present"
 fi

@@ -7,6 +7,7 @@ export interface MachineConfig {
   /** directory for sockets and logs of this VM (exists, private) */
   stateDir: string;
   kernel: string;
+  /** '' = no initrd (kvm engine only) */
   initrd: string;
   /** kernel command line without device entries (engines add their own) */
   cmdline: string;
@@ -15,6 +16,10 @@ export interface MachineConfig {
   devices: DeviceSpec[];
   /** the guest kernel's serial console is written here, never to the container's stdio */
   consoleLog: string;
+  /** forces the engine; otherwise HUSK_ENGINE, then this host's capabilities (engines/select.ts) */
+  engine?: 'kvm' | 'tcg';
+  /** the container's OCI annotations (`husk.engine` chooses the engine) */
+  annotations?: Record<string, string>;
 }
 
 export interface EngineExit {

@@ -3,6 +3,8 @@
 import fs from 'node:fs';
 import { DeviceHost } from './vhost-user/device-host.js';
 import { startQemu } from './engines/tcg/qemu.js';
+import { KvmMachine } from './engines/kvm/machine.js';
+import { selectEngine } from './engines/select.js';
 import { deviceSocketPath, type EngineExit, type MachineConfig, type RunningEngine } from './engine.js';
 
 export class Vm {
@@ -19,14 +21,20 @@ export class Vm {
     this.devices = devices;
   }
 
-  /** Starts the device backends and the engine (the tcg engine: QEMU). */
+  /** Starts the device backends and the engine (kvm: husk runs the vCPUs; tcg: QEMU does). */
   static start(config: MachineConfig, log: (msg: string) => void): Vm {
     const devices: DeviceHost[] = [];
+    const choice = selectEngine({ force: config.engine, annotations: config.annotations });
+    log(`engine ${choice.engine}: ${choice.reason}`);
+    let kvm: KvmMachine | undefined;
     try {
+      if (choice.engine === 'kvm') kvm = new KvmMachine(config, log);
       config.devices.forEach((spec, i) => {
-        devices.push(new DeviceHost(spec, deviceSocketPath(config.stateDir, i, spec.kind), log));
+        devices.push(new DeviceHost(spec, kvm ? kvm.transport(i) : deviceSocketPath(config.stateDir, i, spec.kind), log));
       });
-      const engine = startQemu(config, devices.map((d) => d.socketPath));
+      const engine = kvm
+        ? kvm.start(Promise.all(devices.map((d) => d.closed)))
+        : startQemu(config, devices.map((d) => d.socketPath));
       const vm = new Vm(config, engine, devices, log);
       engine.exited.then((e) => {
         log(`engine ${engine.name} exited (${e.signal ?? e.code})`);
@@ -36,6 +44,8 @@ export class Vm {
       return vm;
     } catch (err) {
       devices.forEach((d) => void d.stop());
+      const machine = kvm;
+      if (machine) void Promise.all(devices.map((d) => d.closed)).then(() => machine.release());
       throw err;
     }
   }
@@ -55,7 +65,7 @@ export class Vm {
       const exit = await this.engine.exited;
       clearTimeout(timer);
       const stats = await Promise.all(this.devices.map((d) => d.stop()));
-      for (const d of this.devices) fs.rmSync(d.socketPath, { force: true });
+      for (const d of this.devices) if (d.socketPath) fs.rmSync(d.socketPath, { force: true });
       this.devices.forEach((d, i) => this.log(`device ${d.spec.kind}${i} served ${JSON.stringify(stats[i])}`));
       return exit;
     })();

@@ -7,6 +7,8 @@
 
 /* Directory where the container rootfs is mounted in the guest. */
 #define ROOTFS_DIR "/rootfs"
+/* Where the virtio-fs tag husk.binds=TAG (sources of bind mounts) is mounted. */
+#define BINDS_DIR "/run/husk/binds"
 
 /* PATH used to look up argv[0] when the process environment has none. */
 #define DEFAULT_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -16,6 +18,7 @@ struct agent_cfg {
 	int debug;          /* husk.debug / --debug */
 	int bench;          /* husk.bench: report ready on the console and power off (boot baseline) */
 	char fs_tag[256];   /* husk.fs=TAG */
+	char binds_tag[256]; /* husk.binds=TAG, "" = none */
 	unsigned port;      /* husk.port=N */
 	int devnull_fd;     /* /dev/null, stdin of processes without STDIN=1 */
 };

@@ -48,6 +48,11 @@ static const char *hook(const char *name)
 }
 #endif
 
+const char *boot_hook(const char *name)
+{
+	return hook(name);
+}
+
 #define CONNECT_TIMEOUT_MS 10000
 #define CONNECT_RETRY_MS 10
 
@@ -145,6 +150,12 @@ static void parse_cmdline(void)
 				log_info("ignoring invalid %s", tok);
 			else
 				cfg.port = (unsigned)v;
+		} else if (strncmp(tok, "husk.binds=", 11) == 0) {
+			const char *v = tok + 11;
+			if (*v && strlen(v) < sizeof cfg.binds_tag)
+				snprintf(cfg.binds_tag, sizeof cfg.binds_tag, "%s", v);
+			else
+				log_info("ignoring invalid %s", tok);
 		} else if (strcmp(tok, "husk.bench") == 0) {
 			cfg.bench = 1;
 		} else if (strcmp(tok, "husk.debug") == 0 ||
@@ -302,9 +313,23 @@ static int container_mountpoint(const char *rel, char *path, size_t len)
 	return 0;
 }
 
+static void mkdir_p(const char *path)
+{
+	char p[256];
+	snprintf(p, sizeof p, "%s", path);
+	for (char *s = p + 1; *s; s++) {
+		if (*s == '/') {
+			*s = '\0';
+			mkdir_if_missing(p);
+			*s = '/';
+		}
+	}
+	mkdir_if_missing(p);
+}
+
 int boot_rootfs(char *err, size_t errlen)
 {
-	char path[256], e[128];
+	char e[128];
 	int r;
 
 	mkdir_if_missing(ROOTFS_DIR);
@@ -317,7 +342,27 @@ int boot_rootfs(char *err, size_t errlen)
 			 errstr(-r, e, sizeof e));
 		return r;
 	}
-	/* The rest is best effort: a container without /sys still runs. */
+	if (cfg.binds_tag[0]) {
+		/* Sources of the container's bind mounts (SETUP MOUNT type bind). */
+		mkdir_p(BINDS_DIR);
+		if (hook("HUSK_TEST_BINDS"))
+			r = mnt(hook("HUSK_TEST_BINDS"), BINDS_DIR, "none", MS_BIND, NULL);
+		else
+			r = mnt(cfg.binds_tag, BINDS_DIR, "virtiofs", 0, NULL);
+		if (r < 0) {
+			snprintf(err, errlen, "mount virtiofs \"%s\" on %s: %s", cfg.binds_tag, BINDS_DIR,
+				 errstr(-r, e, sizeof e));
+			return r;
+		}
+	}
+	return 0;
+}
+
+void boot_container_mounts(void)
+{
+	char path[256], e[128];
+
+	/* Best effort: a container without /sys still runs. */
 	if (container_mountpoint("proc", path, sizeof path) == 0)
 		mnt("proc", path, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
 	if (container_mountpoint("sys", path, sizeof path) == 0 &&
@@ -334,7 +379,6 @@ int boot_rootfs(char *err, size_t errlen)
 	/* The agent's /dev with its /dev/pts and /dev/shm. */
 	if (container_mountpoint("dev", path, sizeof path) == 0)
 		mnt("/dev", path, "none", MS_BIND | MS_REC, NULL);
-	return 0;
 }
 
 _Noreturn void system_poweroff(int code)

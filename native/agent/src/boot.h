@@ -14,9 +14,14 @@ void boot_std_fds(void);
 void boot_loopback(void);
 /* Connects to the host (CID 2) on cfg.port, retrying for up to 10 s. */
 int boot_connect(void);
-/* Mounts the container rootfs and its /proc, /sys, /dev. 0 or -errno, with
+/* Mounts the container rootfs (and the husk.binds tag). 0 or -errno, with
  * a one-line description of the failure in err. */
 int boot_rootfs(char *err, size_t errlen);
+/* The default container mounts (proc, sysfs, cgroup2, an rbind of /dev),
+ * best effort; for hosts that send no SETUP. */
+void boot_container_mounts(void);
+/* Test hooks (HUSK_TEST_HOOKS builds only; NULL otherwise). */
+const char *boot_hook(const char *name);
 /* Syncs and powers the VM off (test mode: kills processes and exits). */
 _Noreturn void system_poweroff(int code);
 

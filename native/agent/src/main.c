@@ -17,6 +17,7 @@
 #include "log.h"
 #include "proc.h"
 #include "proto.h"
+#include "setup.h"
 
 /* Stop reading process output while this much is queued for the host. */
 #define OUT_HIGH_WATER (1u << 20)
@@ -39,7 +40,8 @@ static const char *type_name(uint16_t t)
 {
 	static const char *const names[] = {
 		"?", "HELLO", "RUN", "STARTED", "STDOUT", "STDERR",
-		"STDIN", "EXIT", "SIGNAL", "POWEROFF", "ERROR",
+		"STDIN", "EXIT", "SIGNAL", "POWEROFF", "ERROR", "CREATED",
+		"START", "SETUP", "SETUP_DONE", "RESIZE",
 	};
 	return t < sizeof names / sizeof names[0] ? names[t] : "?";
 }
@@ -49,7 +51,17 @@ static int on_message(struct conn *c, const struct msg *m)
 	log_debug("recv %s (type %u) id=%u len=%u", type_name(m->type), m->type, m->id, m->len);
 	switch (m->type) {
 	case T_RUN:
-		proc_handle_run(c, m->id, m->payload, m->len);
+		if (setup_before_run(c, m->id) == 0)
+			proc_handle_run(c, m->id, m->payload, m->len);
+		break;
+	case T_START:
+		proc_handle_start(c, m->id, m->payload, m->len);
+		break;
+	case T_SETUP:
+		setup_handle(c, m->id, m->payload, m->len);
+		break;
+	case T_RESIZE:
+		proc_handle_resize(c, m->id, m->payload, m->len);
 		break;
 	case T_STDIN:
 		proc_handle_stdin(c, m->id, m->payload, m->len);
@@ -109,6 +121,7 @@ static void send_hello(struct conn *c)
 	buf_init(&b);
 	tlv_put_u32(&b, A_VERSION, PROTOCOL_VERSION);
 	tlv_put_str(&b, A_AGENT, AGENT_NAME);
+	tlv_put_u32(&b, A_FEATURES, FEATURE_EXTENSION_A);
 	conn_send(c, T_HELLO, 0, b.data, b.len);
 	buf_free(&b);
 	log_debug("send HELLO");

@@ -1,4 +1,4 @@
-/* Container processes: RUN/STDIN/SIGNAL handling, spawning (fork, chroot,
+/* Container processes: RUN/START/STDIN/SIGNAL/RESIZE handling, spawning (fork, chroot,
  * PATH lookup, execve), output forwarding and exit reporting. */
 #ifndef HUSK_PROC_H
 #define HUSK_PROC_H
@@ -12,6 +12,8 @@ struct conn;
 void proc_handle_run(struct conn *c, uint32_t id, const uint8_t *p, size_t n);
 void proc_handle_stdin(struct conn *c, uint32_t id, const uint8_t *p, size_t n);
 void proc_handle_signal(struct conn *c, uint32_t id, const uint8_t *p, size_t n);
+void proc_handle_start(struct conn *c, uint32_t id, const uint8_t *p, size_t n);
+void proc_handle_resize(struct conn *c, uint32_t id, const uint8_t *p, size_t n);
 
 /* Reaps every exited child (orphans too); sends EXIT for our processes
  * after draining their output. */

@@ -23,6 +23,12 @@ enum msg_type {
 	T_SIGNAL = 8,
 	T_POWEROFF = 9,
 	T_ERROR = 10,
+	/* extension A */
+	T_CREATED = 11,
+	T_START = 12,
+	T_SETUP = 13,
+	T_SETUP_DONE = 14,
+	T_RESIZE = 15,
 };
 
 enum tlv_tag {
@@ -38,7 +44,34 @@ enum tlv_tag {
 	A_ERRNO = 10,
 	A_MESSAGE = 11,
 	A_STDIN = 12,
+	/* extension A: RUN */
+	A_TERMINAL = 13,
+	A_WINSIZE = 14,
+	A_UID = 15,
+	A_GID = 16,
+	A_GIDS = 17,
+	A_UMASK = 18,
+	A_RLIMIT = 19,
+	A_CAPS = 20,
+	A_NO_NEW_PRIVS = 21,
+	A_OOM_SCORE_ADJ = 22,
+	A_SECCOMP = 23,
+	A_SECCOMP_FLAGS = 24,
+	A_HOLD = 25,
+	/* extension A: SETUP */
+	A_HOSTNAME = 26,
+	A_DOMAINNAME = 27,
+	A_MOUNT = 28,
+	A_MASKED = 29,
+	A_READONLY = 30,
+	A_SYSCTL = 31,
+	A_ROOTFS_RO = 32,
+	/* HELLO */
+	A_FEATURES = 40,
 };
+
+/* FEATURES bits in HELLO. */
+#define FEATURE_EXTENSION_A 1u
 
 /* ---- TLV ---- */
 

@@ -8,6 +8,7 @@ import { listenUnix } from '../../sys/unix-socket.js';
 import { closeFd, eventfd, eventfdSignal } from '../../sys/io.js';
 import type { DeviceSpec } from '../devices/factory.js';
 import type { MainToWorker, WorkerToMain } from './device-worker.js';
+import type { MmioWorkerTransport } from '../virtio/mmio-backend.js';
 
 /** The compiled worker script (tests that load this module from src/ still run the built worker). */
 function workerScript(): URL | string {
@@ -16,6 +17,7 @@ function workerScript(): URL | string {
 }
 
 export class DeviceHost {
+  /** the vhost-user socket ('' for a virtio-mmio device of the kvm engine) */
   readonly socketPath: string;
   readonly spec: DeviceSpec;
   private readonly worker: Worker;
@@ -27,17 +29,19 @@ export class DeviceHost {
   /** Resolves with the device's final statistics when the worker has stopped. */
   readonly closed: Promise<Record<string, number>>;
 
-  constructor(spec: DeviceSpec, socketPath: string, log: (msg: string) => void) {
+  /** `transport`: a vhost-user socket path to listen on, or the kvm engine's virtio-mmio wiring. */
+  constructor(spec: DeviceSpec, transport: string | MmioWorkerTransport, log: (msg: string) => void) {
     this.spec = spec;
-    this.socketPath = socketPath;
-    const listenFd = listenUnix(socketPath, 1);
+    const mmio = typeof transport === 'string' ? undefined : transport;
+    this.socketPath = mmio ? '' : transport as string;
+    const listenFd = mmio ? -1 : listenUnix(this.socketPath, 1);
     this.controlFd = eventfd();
     const { port1, port2 } = new MessageChannel();
     this.port = port1;
     const closed = Promise.withResolvers<Record<string, number>>();
     this.closed = closed.promise;
     this.worker = new Worker(workerScript(), {
-      workerData: { spec, listenFd, controlFd: this.controlFd, port: port2 },
+      workerData: { spec, listenFd, mmio, controlFd: this.controlFd, port: port2 },
       transferList: [port2],
       stdout: false,
       stderr: false,

@@ -6,10 +6,13 @@ import { Poller, EPOLLIN, closeFd, eventfdDrain } from '../../sys/io.js';
 import { acceptUnix } from '../../sys/unix-socket.js';
 import { VhostUserBackend } from './backend.js';
 import { createDevice, type DeviceSpec } from '../devices/factory.js';
+import { MmioBackend, type MmioWorkerTransport } from '../virtio/mmio-backend.js';
 
 export interface DeviceWorkerData {
   spec: DeviceSpec;
+  /** vhost-user listening socket, or -1 with `mmio` (kvm engine: in-process virtio-mmio) */
   listenFd: number;
+  mmio?: MmioWorkerTransport;
   controlFd: number;
   port: MessagePort;
 }
@@ -29,10 +32,11 @@ const log = (msg: string) => post({ type: 'log', msg });
 const poller = new Poller();
 const device = createDevice(data.spec);
 let running = true;
-let backend: VhostUserBackend | undefined;
-let listening = true;
+let backend: VhostUserBackend | MmioBackend | undefined;
+let listening = !data.mmio;
 
-poller.add(data.listenFd, EPOLLIN, () => {
+if (data.mmio) backend = new MmioBackend(data.mmio, device, poller, log);
+else poller.add(data.listenFd, EPOLLIN, () => {
   const fd = acceptUnix(data.listenFd);
   poller.remove(data.listenFd);
   closeFd(data.listenFd);
