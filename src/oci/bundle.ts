@@ -3,6 +3,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { Spec } from './spec.js';
+import { preciseJsonReviver } from './seccomp/compile.js';
 
 export class BundleError extends Error {}
 
@@ -12,6 +13,8 @@ export interface Bundle {
   spec: Spec;
   /** absolute path of the root filesystem */
   rootfs: string;
+  /** linux.seccomp parsed with exact 64-bit integers (JSON numbers above 2^53 lose precision otherwise) */
+  seccomp?: unknown;
 }
 
 function isStringArray(v: unknown): v is string[] {
@@ -80,5 +83,8 @@ export function loadBundle(dir: string): Bundle {
     throw new BundleError(`rootfs ${rootfs} does not exist`);
   }
   if (!rst.isDirectory()) throw new BundleError(`rootfs ${rootfs} is not a directory`);
-  return { dir: abs, spec, rootfs };
+  const seccomp = spec.linux?.seccomp === undefined
+    ? undefined
+    : (JSON.parse(text, preciseJsonReviver) as Spec).linux?.seccomp;
+  return { dir: abs, spec, rootfs, seccomp };
 }

@@ -42,7 +42,7 @@ export async function runContainer(opts: RunOptions): Promise<number> {
       husk: { socketDir: socketDirFor(dir) },
     });
     sandbox = await Sandbox.boot({ stateDir: dir, socketDir: socketDirFor(dir), bundle, log, debug: !!opts.debug, setup: true });
-    const spec = processSpec(proc, { stdin: !useTty && !process.stdin.isTTY });
+    const spec = processSpec(proc, { stdin: !useTty && !process.stdin.isTTY, seccomp: bundle.seccomp, log });
     if (useTty) spec.winsize = { rows: process.stdout.rows, cols: process.stdout.columns };
     const running = sandbox.agent.run(spec, process.stdout, process.stderr);
     for (const sig of RELAYED_SIGNALS) {

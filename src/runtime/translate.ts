@@ -5,6 +5,7 @@
 import path from 'node:path';
 import type { Process, Spec, Mount } from '../oci/spec.js';
 import type { AgentMount, ProcessSpec, SetupSpec } from '../agent/client.js';
+import { compileSeccomp } from '../oci/seccomp/compile.js';
 
 export class SpecError extends Error {}
 
@@ -41,7 +42,7 @@ function rlimitValue(v: number): bigint {
   return BigInt(Math.trunc(v));
 }
 
-export function processSpec(p: Process, extra: { stdin: boolean }): ProcessSpec {
+export function processSpec(p: Process, extra: { stdin: boolean; seccomp?: unknown; log?: (msg: string) => void }): ProcessSpec {
   const spec: ProcessSpec = {
     args: p.args ?? [],
     env: p.env ?? [],
@@ -62,6 +63,17 @@ export function processSpec(p: Process, extra: { stdin: boolean }): ProcessSpec 
       if (resource === undefined) throw new SpecError(`unknown rlimit type ${r.type}`);
       return { resource, soft: rlimitValue(r.soft), hard: rlimitValue(r.hard) };
     });
+  }
+  if (extra.seccomp !== undefined && extra.seccomp !== null) {
+    let compiled;
+    try {
+      // runc's reading of several conditions on one argument: alternatives, not all at once.
+      compiled = compileSeccomp(extra.seccomp, { sameArgumentOr: true });
+    } catch (err) {
+      throw new SpecError(err instanceof Error ? err.message : String(err));
+    }
+    if (compiled.unknownSyscalls.length) extra.log?.(`seccomp: syscalls unknown on x86_64 ignored: ${compiled.unknownSyscalls.join(' ')}`);
+    spec.seccomp = { program: compiled.program, flags: compiled.flags };
   }
   if (p.capabilities) {
     const c = p.capabilities;

@@ -54,7 +54,7 @@ export async function vmmDaemon(o: DaemonOptions): Promise<number> {
     const bundle = loadBundle(state.bundle);
     const spec = bundle.spec;
     sandbox = await Sandbox.boot({ stateDir: dir, socketDir: state.husk.socketDir, bundle, log, debug: o.debug, setup: true });
-    const proc = processSpec(spec.process!, { stdin: !spec.process!.terminal });
+    const proc = processSpec(spec.process!, { stdin: !spec.process!.terminal, seccomp: bundle.seccomp, log });
     let out: NodeJS.WritableStream = process.stdout;
     let err: NodeJS.WritableStream = process.stderr;
     if (spec.process!.terminal) {

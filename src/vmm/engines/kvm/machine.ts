@@ -1,0 +1,262 @@
+// The kvm engine: husk itself is the VMM. This module creates the VM
+// (memory from a memfd, in-kernel IRQ chip and PIT, CPUID), loads the
+// kernel, wires each virtio-mmio device (ioeventfd per queue = kick fd,
+// irqfd per device = call fd) and runs one worker thread per vCPU. The
+// device backends run in their usual worker threads (DeviceHost), unchanged.
+import fs from 'node:fs';
+import path from 'node:path';
+import { Worker } from 'node:worker_threads';
+import { projectRoot } from '../../assets.js';
+import type { EngineExit, MachineConfig, RunningEngine } from '../../engine.js';
+import type { MmioWorkerTransport } from '../../virtio/mmio-backend.js';
+import { MmioState, MMIO_SIZE, Reg, STATE_BYTES } from '../../virtio/mmio.js';
+import { closeFd, eventfd, memfdCreate } from '../../../sys/io.js';
+import {
+  KVM, KVM_CAP, checkExtension, createPit2, getSregs, getSupportedCpuid, ioctlInt, ioeventfd, irqfd,
+  mapFd, openKvm, setCpuid, setLapicVirtualWire, setRegs, setSregs, setUserMemoryRegion,
+  type AddrMapping, type CpuidEntry,
+} from '../../../sys/kvm.js';
+import { kickThread } from '../../../sys/thread-signal.js';
+import { LAYOUT, DEVICE_IRQS, mmioAddress } from './layout.js';
+import { entryRegs, initrdAddress, loadVmlinux, longModeSregs, writeBootParams, writeGdt, writePageTables } from './boot.js';
+import { writeMpTable } from './mptable.js';
+import { isPvmHost, pvmCmdline } from './pvm-quirks.js';
+import { CTL, CTL_BYTES, vcpuMmapSize, type StopReason } from './vcpu.js';
+import { UART_STATE_BYTES } from './uart.js';
+import type { VcpuToMain, VcpuWorkerData } from './vcpu-worker.js';
+
+export interface KvmOptions {
+  /** host workarounds for PVM (default: detected) */
+  pvm?: boolean;
+  /** vCPU 0 is about to enter KVM_RUN for the first time (benchmarks): wall clock ms since the epoch, process CPU µs */
+  onFirstRun?: (at: { wallMs: number; cpuUs: number }) => void;
+}
+
+function workerScript(): URL | string {
+  if (import.meta.url.endsWith('.js')) return new URL('./vcpu-worker.js', import.meta.url);
+  return path.join(projectRoot(), 'dist/src/vmm/engines/kvm/vcpu-worker.js');
+}
+
+interface DeviceWiring {
+  state: SharedArrayBuffer;
+  kickFds: number[];
+  callFd: number;
+  changeFd: number;
+  irq: number;
+  base: number;
+}
+
+/** CPUID for vCPU `index`: APIC ids and the hypervisor bit. */
+export function vcpuCpuid(supported: CpuidEntry[], index: number, count: number): CpuidEntry[] {
+  return supported.map((e) => {
+    const c = { ...e };
+    if (c.function === 1) {
+      c.ebx = ((c.ebx & 0x0000ffff) | ((count & 0xff) << 16) | (index << 24)) >>> 0;
+      c.ecx = (c.ecx | (1 << 31)) >>> 0;
+    } else if (c.function === 0xb || c.function === 0x1f) {
+      c.edx = index;
+    }
+    return c;
+  });
+}
+
+export class KvmMachine {
+  readonly config: MachineConfig;
+  readonly pvm: boolean;
+  readonly cmdline: string;
+  private readonly log: (msg: string) => void;
+  private readonly kvmFd: number;
+  private readonly vmFd: number;
+  private readonly memFd: number;
+  private readonly memSize: number;
+  private readonly mem: AddrMapping;
+  private readonly vcpuFds: number[] = [];
+  private readonly runMaps: AddrMapping[] = [];
+  private readonly runSize: number;
+  private readonly wiring: DeviceWiring[] = [];
+  private readonly ctl = new SharedArrayBuffer(CTL_BYTES);
+  private readonly opts: KvmOptions;
+  private released = false;
+
+  constructor(config: MachineConfig, log: (msg: string) => void, opts: KvmOptions = {}) {
+    this.config = config;
+    this.log = log;
+    this.opts = opts;
+    this.pvm = opts.pvm ?? isPvmHost();
+    this.memSize = config.memoryMiB * 1024 * 1024;
+    if (this.memSize > LAYOUT.ramLimit) throw new Error(`kvm engine: at most ${LAYOUT.ramLimit >> 20} MiB of guest memory for now`);
+    if (config.devices.length > DEVICE_IRQS.length) throw new Error(`kvm engine: at most ${DEVICE_IRQS.length} devices`);
+    const fds: number[] = [];
+    let mem: AddrMapping | undefined;
+    try {
+      this.kvmFd = openKvm(); fds.push(this.kvmFd);
+      const api = ioctlInt(this.kvmFd, KVM.GET_API_VERSION, 0, 'KVM_GET_API_VERSION');
+      if (api !== 12) throw new Error(`KVM API version ${api}, need 12`);
+      for (const [name, cap] of [['IRQCHIP', KVM_CAP.IRQCHIP], ['IRQFD', KVM_CAP.IRQFD], ['IOEVENTFD', KVM_CAP.IOEVENTFD], ['IMMEDIATE_EXIT', KVM_CAP.IMMEDIATE_EXIT]] as const) {
+        if (checkExtension(this.kvmFd, cap) <= 0) throw new Error(`KVM lacks KVM_CAP_${name}`);
+      }
+      this.vmFd = ioctlInt(this.kvmFd, KVM.CREATE_VM, 0, 'KVM_CREATE_VM'); fds.push(this.vmFd);
+      this.runSize = vcpuMmapSize(this.kvmFd);
+      try { ioctlInt(this.vmFd, KVM.SET_TSS_ADDR, LAYOUT.tss, 'KVM_SET_TSS_ADDR'); } catch (e) { log(`kvm: ${(e as Error).message} (ignored)`); }
+      ioctlInt(this.vmFd, KVM.CREATE_IRQCHIP, 0, 'KVM_CREATE_IRQCHIP');
+      createPit2(this.vmFd);
+
+      this.memFd = memfdCreate('husk-guest-ram', this.memSize); fds.push(this.memFd);
+      this.mem = mem = mapFd(this.memFd, this.memSize);
+      setUserMemoryRegion(this.vmFd, 0, 0, this.memSize, this.mem.addr);
+
+      // Devices: state, eventfds, KVM wiring.
+      config.devices.forEach((_, i) => {
+        const base = mmioAddress(i);
+        const queues = config.devices[i]!.kind === 'fs' ? 1 + ((config.devices[i] as { requestQueues?: number }).requestQueues ?? 1) : 3;
+        const kickFds = Array.from({ length: queues }, () => eventfd());
+        const callFd = eventfd();
+        const changeFd = eventfd();
+        fds.push(...kickFds, callFd, changeFd);
+        kickFds.forEach((fd, q) => ioeventfd(this.vmFd, fd, base + Reg.QueueNotify, 4, q));
+        irqfd(this.vmFd, callFd, DEVICE_IRQS[i]!);
+        this.wiring.push({ state: new MmioState().sab, kickFds, callFd, changeFd, irq: DEVICE_IRQS[i]!, base });
+      });
+
+      // vCPUs
+      const cpuid = getSupportedCpuid(this.kvmFd);
+      for (let i = 0; i < config.vcpus; i++) {
+        const fd = ioctlInt(this.vmFd, KVM.CREATE_VCPU, i, 'KVM_CREATE_VCPU'); fds.push(fd);
+        this.vcpuFds.push(fd);
+        setCpuid(fd, vcpuCpuid(cpuid, i, config.vcpus));
+        setLapicVirtualWire(fd);
+        this.runMaps.push(mapFd(fd, this.runSize));
+      }
+
+      // Kernel, boot parameters, tables.
+      const g = this.mem.bytes;
+      const kernel = loadVmlinux(fs.readFileSync(config.kernel), g);
+      let initrd: { addr: number; size: number } | undefined;
+      if (config.initrd) {
+        const data = fs.readFileSync(config.initrd);
+        const addr = initrdAddress(this.memSize, data.byteLength, kernel.end);
+        g.set(data, addr);
+        initrd = { addr, size: data.byteLength };
+      }
+      const parts = [config.cmdline];
+      if (this.pvm) {
+        let khz = 0;
+        try { khz = ioctlInt(this.vcpuFds[0]!, KVM.GET_TSC_KHZ, 0, 'KVM_GET_TSC_KHZ'); } catch { /* leave it to calibration */ }
+        parts.push(...pvmCmdline(khz));
+      }
+      this.wiring.forEach((w) => parts.push(`virtio_mmio.device=${MMIO_SIZE / 1024}K@0x${w.base.toString(16)}:${w.irq}`));
+      this.cmdline = parts.join(' ');
+      writeBootParams(g, { memSize: this.memSize, cmdline: this.cmdline, initrd });
+      writePageTables(g);
+      writeGdt(g);
+      writeMpTable(g, config.vcpus);
+      const bsp = this.vcpuFds[0]!;
+      setSregs(bsp, { ...getSregs(bsp), ...longModeSregs() });
+      setRegs(bsp, entryRegs(kernel.entry));
+      log(`kvm: ${config.vcpus} vCPU, ${config.memoryMiB} MiB, kernel entry 0x${kernel.entry.toString(16)}${this.pvm ? ', PVM quirks on' : ''}`);
+      log(`kvm: cmdline: ${this.cmdline}`);
+    } catch (err) {
+      this.runMaps.forEach((m) => m.unmap());
+      mem?.unmap();
+      fds.reverse().forEach(closeFd);
+      throw err;
+    }
+  }
+
+  /** The virtio-mmio wiring of device `index`, for its DeviceHost. */
+  transport(index: number): MmioWorkerTransport {
+    const w = this.wiring[index]!;
+    return {
+      kind: 'mmio', state: w.state, memFd: this.memFd,
+      memRegions: [{ gpa: 0, size: this.memSize, offset: 0 }],
+      kickFds: w.kickFds, callFd: w.callFd, changeFd: w.changeFd,
+    };
+  }
+
+  /** Starts the vCPU threads. `devicesClosed` resolves when the device workers let go of their fds. */
+  start(devicesClosed: Promise<unknown>): RunningEngine {
+    const ctl = new Int32Array(this.ctl);
+    const uart = new SharedArrayBuffer(UART_STATE_BYTES);
+    const consoleFd = fs.openSync(this.config.consoleLog, 'a');
+    const exited = Promise.withResolvers<EngineExit>();
+    let live = this.vcpuFds.length;
+    let first: StopReason | undefined;
+    let killSignal: NodeJS.Signals | null = null;
+    const workers: Worker[] = [];
+    const stopAll = () => {
+      Atomics.store(ctl, CTL.stop, 1);
+      this.runMaps.forEach((m) => { m.bytes[1] = 1; }); // kvm_run.immediate_exit
+      this.kickAll();
+    };
+    let kicker: NodeJS.Timeout | undefined;
+    const onExit = (index: number, reason: StopReason, exits: number) => {
+      this.log(`kvm: vcpu${index} ${reason.kind}${'detail' in reason ? `: ${reason.detail}` : ''} after ${exits} exits`);
+      first ??= reason;
+      if (!Atomics.load(ctl, CTL.stop)) {
+        stopAll();
+        // A thread can be between its stop check and KVM_RUN: kick until all are out.
+        kicker = setInterval(() => this.kickAll(), 20);
+      }
+      if (--live === 0) {
+        clearInterval(kicker);
+        fs.closeSync(consoleFd);
+        const code = first?.kind === 'error' ? 1 : killSignal ? null : 0;
+        exited.resolve({ code, signal: killSignal });
+        void devicesClosed.then(() => this.release());
+      }
+    };
+    this.vcpuFds.forEach((fd, index) => {
+      const data: VcpuWorkerData = {
+        index, vcpuFd: fd, vmFd: this.vmFd, runSize: this.runSize, ctl: this.ctl, uart, consoleFd,
+        devices: this.wiring.map((w) => ({ state: w.state, changeFd: w.changeFd, kickFds: w.kickFds })),
+        memFd: this.memFd, memSize: this.memSize, pvm: this.pvm,
+      };
+      const worker = new Worker(workerScript(), { workerData: data, stdout: false, stderr: false });
+      let done = false;
+      worker.on('message', (m: VcpuToMain) => {
+        if (m.type === 'log') this.log(m.msg);
+        else if (m.type === 'running' && index === 0) this.opts.onFirstRun?.(m);
+        else if (m.type === 'exit') { done = true; onExit(index, m.reason, m.exits); }
+      });
+      worker.on('error', (err) => this.log(`kvm: vcpu${index} worker error: ${err.stack ?? err.message}`));
+      worker.on('exit', () => { if (!done) onExit(index, { kind: 'error', detail: 'worker ended' }, 0); });
+      workers.push(worker);
+    });
+    return {
+      name: 'kvm',
+      pid: process.pid,
+      exited: exited.promise,
+      kill: (signal: NodeJS.Signals = 'SIGKILL') => {
+        if (live === 0 || Atomics.load(ctl, CTL.stop)) return;
+        killSignal = signal;
+        stopAll();
+        kicker = setInterval(() => this.kickAll(), 20);
+      },
+    };
+  }
+
+  private kickAll(): void {
+    const ctl = new Int32Array(this.ctl);
+    this.vcpuFds.forEach((_, i) => {
+      const tid = Atomics.load(ctl, CTL.tids + i);
+      if (tid > 0) kickThread(tid);
+    });
+  }
+
+  /** Closes KVM and the eventfds (after vCPU and device threads are gone). */
+  release(): void {
+    if (this.released) return;
+    this.released = true;
+    this.runMaps.forEach((m) => m.unmap());
+    this.vcpuFds.forEach(closeFd);
+    for (const w of this.wiring) {
+      w.kickFds.forEach(closeFd);
+      closeFd(w.callFd);
+      closeFd(w.changeFd);
+    }
+    closeFd(this.vmFd);
+    this.mem.unmap();
+    closeFd(this.memFd);
+    closeFd(this.kvmFd);
+  }
+}

@@ -1,0 +1,107 @@
+// Worker thread of one vCPU: the KVM_RUN loop with the engine's port and
+// MMIO handlers (UART, virtio-mmio registers, a few legacy ports).
+import { workerData, parentPort } from 'node:worker_threads';
+import fs from 'node:fs';
+import { VcpuLoop, CTL, describeExit, type StopReason } from './vcpu.js';
+import { Uart } from './uart.js';
+import { MmioRegisters, MmioState } from '../../virtio/mmio.js';
+import { waitResetAck } from '../../virtio/mmio-backend.js';
+import { eventfdSignal, mmapShared, type Mapping } from '../../../sys/io.js';
+import { irqLine, EXIT, getRegs, RUN } from '../../../sys/kvm.js';
+import { gettid, installKickHandler } from '../../../sys/thread-signal.js';
+import { handleInt3 } from './pvm-quirks.js';
+import { LAYOUT, UART_IRQ, UART_PORT } from './layout.js';
+
+export interface VcpuWorkerData {
+  index: number;
+  vcpuFd: number;
+  vmFd: number;
+  runSize: number;
+  ctl: SharedArrayBuffer;
+  uart: SharedArrayBuffer;
+  consoleFd: number;
+  devices: { state: SharedArrayBuffer; changeFd: number; kickFds: number[] }[];
+  memFd: number;
+  memSize: number;
+  pvm: boolean;
+}
+
+export type VcpuToMain =
+  /** right before the first KVM_RUN: wall clock (ms since the epoch) and the process's CPU time so far (µs) */
+  | { type: 'running'; tid: number; wallMs: number; cpuUs: number }
+  | { type: 'log'; msg: string }
+  | { type: 'exit'; reason: StopReason; exits: number };
+
+const d = workerData as VcpuWorkerData;
+const post = (m: VcpuToMain) => parentPort!.postMessage(m);
+const log = (msg: string) => post({ type: 'log', msg: `vcpu${d.index}: ${msg}` });
+const ctl = new Int32Array(d.ctl);
+
+const uart = new Uart(d.uart, (b) => { try { fs.writeSync(d.consoleFd, b); } catch { /* log gone */ } }, (level) => irqLine(d.vmFd, UART_IRQ, level));
+const devices = d.devices.map((dev) => {
+  const state = new MmioState(dev.state);
+  return new MmioRegisters(state, {
+    changed: () => eventfdSignal(dev.changeFd),
+    reset: () => {
+      eventfdSignal(dev.changeFd);
+      if (!waitResetAck(state)) log('virtio-mmio: device did not acknowledge a reset in time');
+    },
+    notify: (q) => { const fd = dev.kickFds[q]; if (fd !== undefined) eventfdSignal(fd); },
+  });
+});
+
+let memory: Mapping | undefined;
+let int3s = 0;
+const mmioEnd = LAYOUT.mmioBase + devices.length * 0x1000;
+
+installKickHandler();
+const loop = new VcpuLoop(d.vcpuFd, d.runSize, ctl, {
+  ioIn(port, size) {
+    if (port >= UART_PORT && port < UART_PORT + 8) return uart.read(port - UART_PORT);
+    if (port === 0x70 || port === 0x71) return 0; // no RTC: reads as a stopped, valid clock
+    return size === 1 ? 0xff : size === 2 ? 0xffff : 0xffffffff;
+  },
+  ioOut(port, _size, value) {
+    if (port >= UART_PORT && port < UART_PORT + 8) uart.write(port - UART_PORT, value);
+  },
+  mmioRead(addr, size) {
+    if (addr >= LAYOUT.mmioBase && addr < mmioEnd) {
+      const rel = addr - LAYOUT.mmioBase;
+      return devices[rel >> 12]!.read(rel & 0xfff, size);
+    }
+    return 0xffffffff;
+  },
+  mmioWrite(addr, size, value) {
+    if (addr >= LAYOUT.mmioBase && addr < mmioEnd) {
+      const rel = addr - LAYOUT.mmioBase;
+      devices[rel >> 12]!.write(rel & 0xfff, size, value);
+    }
+  },
+  other(reason, run) {
+    if (d.pvm && (reason === EXIT.INTERNAL_ERROR || reason === EXIT.EXCEPTION)) {
+      memory ??= mmapShared(d.memFd, d.memSize, 0);
+      if (handleInt3(d.vcpuFd, memory.bytes)) {
+        if (int3s++ === 0) log('int3 delivered as #BP (PVM quirk)');
+        return true;
+      }
+    }
+    let rip = '?';
+    try { rip = getRegs(d.vcpuFd).rip.toString(16); } catch { /* ignore */ }
+    log(`${describeExit(reason, run)} at rip ${rip}, suberror ${run.getUint32(RUN.u, true)}`);
+    return false;
+  },
+});
+
+Atomics.store(ctl, CTL.tids + d.index, gettid());
+const cpu = process.cpuUsage();
+post({ type: 'running', tid: gettid(), wallMs: performance.timeOrigin + performance.now(), cpuUs: cpu.user + cpu.system });
+let reason: StopReason;
+try {
+  reason = loop.loop();
+} catch (err) {
+  reason = { kind: 'error', detail: err instanceof Error ? err.stack ?? err.message : String(err) };
+}
+Atomics.store(ctl, CTL.tids + d.index, 0);
+loop.close();
+memory?.unmap();
+post({ type: 'exit', reason, exits: loop.exits });
