@@ -3,20 +3,53 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/sysmacros.h>
 #include <sys/wait.h>
+#include <termios.h>
 #include <unistd.h>
 
 #include "agent.h"
 #include "bufq.h"
 #include "log.h"
 #include "proto.h"
+#include "setup.h"
+
+/* Kernel ABI that musl's headers do not carry. */
+#define CAP_VERSION_3 0x20080522u
+struct cap_header_abi {
+	uint32_t version;
+	int pid;
+};
+struct cap_data_abi {
+	uint32_t effective, permitted, inheritable;
+};
+struct sock_filter_abi {
+	uint16_t code;
+	uint8_t jt, jf;
+	uint32_t k;
+};
+struct sock_fprog_abi {
+	unsigned short len;
+	struct sock_filter_abi *filter;
+};
+#define SECCOMP_SET_MODE_FILTER_ABI 1
+#define SECCOMP_MODE_FILTER_ABI 2
+#define SECCOMP_FILTER_FLAG_NEW_LISTENER_ABI 8u
+#define SECCOMP_MAX_INSNS 4096u
+#define MAX_GIDS 65536u
+#define PTMX_MAJOR 5
+#define PTMX_MINOR 2
 
 #define READ_CHUNK 65536u           /* max payload of one STDOUT/STDERR */
 #define DRAIN_MAX (2u << 20)        /* max bytes read from a pipe after exit */
@@ -29,14 +62,28 @@ enum stdin_state {
 	IN_OPEN,    /* accepting STDIN messages */
 	IN_CLOSED,  /* host sent the zero-length STDIN (fd closes once drained) */
 	IN_BROKEN,  /* the process closed its end; further input is dropped */
+	IN_TERM,    /* TERMINAL: input goes to the pty master; never closed */
+};
+
+enum phase {
+	PH_CREATING, /* HOLD: waiting for the child to be ready (CREATED) */
+	PH_HELD,     /* HOLD: CREATED sent, waiting for START */
+	PH_STARTING, /* waiting for the exec outcome (STARTED or ERROR) */
+	PH_RUNNING,  /* STARTED sent: output is forwarded */
 };
 
 struct proc {
 	struct proc *next;
 	uint32_t id;
 	pid_t pid;
-	int starting;           /* exec not yet confirmed: STARTED not sent */
-	int status_fd;          /* CLOEXEC pipe: EOF without data = exec ok */
+	enum phase phase;
+	int hold;               /* RUN with HOLD=1 */
+	int start_requested;    /* START received */
+	int start_fd;           /* HOLD: write end of the start pipe, until START */
+	int pty_fd;             /* TERMINAL: the pty master, else -1 */
+	/* CLOEXEC pipe: EOF without data = exec ok; i32 errno + text = failure;
+	 * with HOLD first an i32 0 = ready (CREATED). */
+	int status_fd;
 	size_t status_len;
 	char status[STATUS_MAX];
 	int out_fd, err_fd, in_fd;
@@ -85,6 +132,8 @@ static void proc_free(struct proc *p)
 	close_fd(&p->out_fd);
 	close_fd(&p->err_fd);
 	close_fd(&p->in_fd);
+	close_fd(&p->start_fd);
+	close_fd(&p->pty_fd);
 	bq_clear(&p->in_q);
 	free(p);
 }
@@ -101,11 +150,29 @@ static void set_nonblock(int fd)
  * the libc calls used here are safe. Failures are reported on the status
  * pipe as i32 errno + one-line message, then the child exits 127. */
 
+struct rlimit_rec {
+	uint32_t resource;
+	uint64_t soft, hard;
+};
+
 struct spawn {
 	char **argv, **envp;
 	const char *cwd;        /* NULL: "/" */
 	const char *path;       /* PATH of envp, NULL: DEFAULT_PATH */
 	int in_fd, out_fd, err_fd, status_fd;
+	int tty_fd;             /* TERMINAL: the pty slave (stdin/out/err), else -1 */
+	int start_fd;           /* HOLD: read end of the start pipe, else -1 */
+	int have_uid, have_gid, have_gids, have_umask, have_caps, have_oom, nnp;
+	uint32_t uid, gid, umask;
+	gid_t *gids;
+	size_t ngids;
+	struct rlimit_rec *rlimits;
+	size_t nrlimits;
+	uint64_t caps[5];       /* bounding, effective, permitted, inheritable, ambient */
+	int32_t oom_score_adj;
+	struct sock_filter_abi *filter;
+	size_t nfilter;
+	uint32_t seccomp_flags;
 };
 
 /* Go-style %q of s, truncated, into dst. */
@@ -180,18 +247,60 @@ static void close_from(unsigned first, unsigned last)
 		close((int)fd);
 }
 
+/* Closes every fd >= 3 except keep1 and keep2 (-1: none). */
+static void close_all_but(int keep1, int keep2)
+{
+	int lo = keep1 < keep2 ? keep1 : keep2, hi = keep1 < keep2 ? keep2 : keep1;
+	unsigned from = 3;
+
+	if (lo >= 3) {
+		close_from(from, (unsigned)lo - 1);
+		from = (unsigned)lo + 1;
+	}
+	if (hi >= 3) {
+		close_from(from, (unsigned)hi - 1);
+		from = (unsigned)hi + 1;
+	}
+	close_from(from, ~0u);
+}
+
+static int install_seccomp(const struct spawn *s)
+{
+	struct sock_fprog_abi prog = { .len = (unsigned short)s->nfilter, .filter = s->filter };
+
+	if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER_ABI, s->seccomp_flags, &prog) == 0)
+		return 0;
+	if (errno == ENOSYS && s->seccomp_flags == 0 &&
+	    prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER_ABI, &prog, 0, 0) == 0)
+		return 0;
+	return -1;
+}
+
+/* The highest capability the kernel knows. */
+static int last_cap(void)
+{
+	int cap = 0;
+	while (cap < 64 && prctl(PR_CAPBSET_READ, cap, 0, 0, 0) >= 0)
+		cap++;
+	return cap - 1;
+}
+
 static _Noreturn void child(const struct spawn *s)
 {
-	char q[1200], e[128];
+	char q[1200], e[128], full[4096];
 	const char *name = s->argv[0];
-	int sfd = s->status_fd;
+	int sfd = s->status_fd, oom_fd = -1, last = 63;
+	uint64_t valid = ~0ull;
 	sigset_t none;
 
 	/* stdio: all source fds are > 2 because fds 0-2 are always open in the agent. */
-	if (dup2(s->in_fd, 0) < 0 || dup2(s->out_fd, 1) < 0 || dup2(s->err_fd, 2) < 0)
+	if (s->tty_fd >= 0) {
+		if (dup2(s->tty_fd, 0) < 0 || dup2(s->tty_fd, 1) < 0 || dup2(s->tty_fd, 2) < 0)
+			child_fail(sfd, errno, "setting up the terminal: %s", errstr(errno, e, sizeof e));
+	} else if (dup2(s->in_fd, 0) < 0 || dup2(s->out_fd, 1) < 0 || dup2(s->err_fd, 2) < 0) {
 		child_fail(sfd, errno, "setting up stdio: %s", errstr(errno, e, sizeof e));
-	close_from(3, (unsigned)sfd - 1);
-	close_from((unsigned)sfd + 1, ~0u);
+	}
+	close_all_but(sfd, s->start_fd);
 
 	/* Signals: default dispositions, nothing blocked. */
 	for (int sig = 1; sig < _NSIG; sig++) {
@@ -206,6 +315,11 @@ static _Noreturn void child(const struct spawn *s)
 	sigprocmask(SIG_SETMASK, &none, NULL);
 
 	setsid();
+	if (s->tty_fd >= 0 && ioctl(0, TIOCSCTTY, 0) < 0)
+		child_fail(sfd, errno, "setting the controlling terminal: %s", errstr(errno, e, sizeof e));
+	/* The agent's /proc, before the chroot (the container may have none). */
+	if (s->have_oom && (oom_fd = open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC)) < 0)
+		child_fail(sfd, errno, "open /proc/self/oom_score_adj: %s", errstr(errno, e, sizeof e));
 
 	if (!cfg.test_mode && (chdir(ROOTFS_DIR) < 0 || chroot(".") < 0))
 		child_fail(sfd, errno, "chroot to %s: %s", ROOTFS_DIR, errstr(errno, e, sizeof e));
@@ -213,44 +327,137 @@ static _Noreturn void child(const struct spawn *s)
 		child_fail(sfd, errno, "chdir to cwd (%s) set in config.json failed: %s",
 			   quote(q, sizeof q, s->cwd ? s->cwd : "/"), errstr(errno, e, sizeof e));
 
+	if (s->have_umask)
+		umask((mode_t)s->umask);
+	for (size_t i = 0; i < s->nrlimits; i++) {
+		const struct rlimit_rec *r = &s->rlimits[i];
+		struct rlimit rl = { .rlim_cur = r->soft, .rlim_max = r->hard };
+		if (setrlimit((int)r->resource, &rl) < 0)
+			child_fail(sfd, errno, "error setting rlimit type %u: %s", r->resource,
+				   errstr(errno, e, sizeof e));
+	}
+	if (oom_fd >= 0) {
+		char v[16];
+		int n = snprintf(v, sizeof v, "%d", (int)s->oom_score_adj);
+		if (write(oom_fd, v, (size_t)n) != n)
+			child_fail(sfd, errno, "set oom_score_adj to %d: %s", (int)s->oom_score_adj,
+				   errstr(errno, e, sizeof e));
+		close(oom_fd);
+	}
+
+	/* Without NO_NEW_PRIVS, installing a filter needs CAP_SYS_ADMIN: before
+	 * the user and capabilities change (with it: just before execve). */
+	if (s->filter && !s->nnp && install_seccomp(s) < 0)
+		child_fail(sfd, errno, "error loading seccomp filter: %s", errstr(errno, e, sizeof e));
+
+	if (s->have_caps) {
+		last = last_cap();
+		valid = last >= 63 ? ~0ull : (1ull << (last + 1)) - 1;
+		/* The bounding set shrinks while CAP_SETPCAP is still effective. */
+		for (int cap = 0; cap <= last; cap++) {
+			if (s->caps[0] >> cap & 1 || prctl(PR_CAPBSET_READ, cap, 0, 0, 0) != 1)
+				continue;
+			if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0)
+				child_fail(sfd, errno, "drop capability %d from the bounding set: %s", cap,
+					   errstr(errno, e, sizeof e));
+		}
+		/* Keep the permitted set through setuid. */
+		if ((s->have_uid || s->have_gid) && prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) < 0)
+			child_fail(sfd, errno, "prctl(PR_SET_KEEPCAPS): %s", errstr(errno, e, sizeof e));
+	}
+	if (s->have_gids && setgroups(s->ngids, s->gids) < 0)
+		child_fail(sfd, errno, "setgroups: %s", errstr(errno, e, sizeof e));
+	if (s->have_gid && setresgid(s->gid, s->gid, s->gid) < 0)
+		child_fail(sfd, errno, "setgid %u: %s", s->gid, errstr(errno, e, sizeof e));
+	if (s->have_uid && setresuid(s->uid, s->uid, s->uid) < 0)
+		child_fail(sfd, errno, "setuid %u: %s", s->uid, errstr(errno, e, sizeof e));
+
+	if (s->have_caps) {
+		struct cap_header_abi h = { .version = CAP_VERSION_3, .pid = 0 };
+		struct cap_data_abi d[2];
+		uint64_t eff = s->caps[1] & valid, prm = s->caps[2] & valid, inh = s->caps[3] & valid;
+		uint64_t amb = s->caps[4] & valid;
+
+		if (s->have_uid || s->have_gid)
+			prctl(PR_SET_KEEPCAPS, 0, 0, 0, 0);
+		d[0] = (struct cap_data_abi){ (uint32_t)eff, (uint32_t)prm, (uint32_t)inh };
+		d[1] = (struct cap_data_abi){ (uint32_t)(eff >> 32), (uint32_t)(prm >> 32),
+					      (uint32_t)(inh >> 32) };
+		if (syscall(SYS_capset, &h, d) < 0)
+			child_fail(sfd, errno, "capset: %s", errstr(errno, e, sizeof e));
+		if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0 && amb)
+			child_fail(sfd, errno, "clear ambient capabilities: %s", errstr(errno, e, sizeof e));
+		for (int cap = 0; cap <= last; cap++)
+			if (amb >> cap & 1 && prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap, 0, 0) < 0)
+				child_fail(sfd, errno, "raise ambient capability %d: %s", cap,
+					   errstr(errno, e, sizeof e));
+	}
+	if (s->nnp && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+		child_fail(sfd, errno, "prctl(PR_SET_NO_NEW_PRIVS): %s", errstr(errno, e, sizeof e));
+
+	/* The executable, looked up as the container user. */
 	if (name[0] == '\0')
 		child_fail(sfd, ENOENT, "exec: \"\": executable file not found in $PATH");
 	if (strchr(name, '/')) {
-		execve(name, s->argv, s->envp);
-		child_fail(sfd, errno, "exec: %s: %s", quote(q, sizeof q, name),
-			   errstr(errno, e, sizeof e));
-	}
-
-	/* Like Go's exec.LookPath (which runc uses): the first PATH entry that is
-	 * an executable non-directory wins; an empty entry means ".". */
-	size_t nlen = strlen(name);
-	const char *dir = s->path ? s->path : DEFAULT_PATH;
-	for (;;) {
-		const char *end = strchrnul(dir, ':');
-		size_t dlen = (size_t)(end - dir);
-		char full[4096];
 		struct stat st;
+		/* What execve would say, known before a HOLD. */
+		if (stat(name, &st) < 0)
+			child_fail(sfd, errno, "exec: %s: %s", quote(q, sizeof q, name),
+				   errstr(errno, e, sizeof e));
+		if (S_ISDIR(st.st_mode) || !(st.st_mode & 0111))
+			child_fail(sfd, EACCES, "exec: %s: %s", quote(q, sizeof q, name),
+				   errstr(EACCES, e, sizeof e));
+		snprintf(full, sizeof full, "%s", name);
+	} else {
+		/* Like Go's exec.LookPath (which runc uses): the first PATH entry that
+		 * is an executable non-directory wins; an empty entry means ".". */
+		size_t nlen = strlen(name);
+		const char *dir = s->path ? s->path : DEFAULT_PATH;
+		int found = 0;
+		for (;;) {
+			const char *end = strchrnul(dir, ':');
+			size_t dlen = (size_t)(end - dir);
+			struct stat st;
 
-		if (dlen == 0) {
-			dir = ".";
-			dlen = 1;
-		}
-		if (dlen + 1 + nlen < sizeof full) {
-			memcpy(full, dir, dlen);
-			full[dlen] = '/';
-			memcpy(full + dlen + 1, name, nlen + 1);
-			if (stat(full, &st) == 0 && !S_ISDIR(st.st_mode) && (st.st_mode & 0111)) {
-				execve(full, s->argv, s->envp);
-				child_fail(sfd, errno, "exec: %s: %s", quote(q, sizeof q, full),
-					   errstr(errno, e, sizeof e));
+			if (dlen == 0) {
+				dir = ".";
+				dlen = 1;
 			}
+			if (dlen + 1 + nlen < sizeof full) {
+				memcpy(full, dir, dlen);
+				full[dlen] = '/';
+				memcpy(full + dlen + 1, name, nlen + 1);
+				if (stat(full, &st) == 0 && !S_ISDIR(st.st_mode) && (st.st_mode & 0111)) {
+					found = 1;
+					break;
+				}
+			}
+			if (*end == '\0')
+				break;
+			dir = end + 1;
 		}
-		if (*end == '\0')
-			break;
-		dir = end + 1;
+		if (!found)
+			child_fail(sfd, ENOENT, "exec: %s: executable file not found in $PATH",
+				   quote(q, sizeof q, name));
 	}
-	child_fail(sfd, ENOENT, "exec: %s: executable file not found in $PATH",
-		   quote(q, sizeof q, name));
+
+	if (s->start_fd >= 0) {
+		/* HOLD: ready (CREATED), then wait for START. */
+		int32_t ready = 0;
+		char go;
+		ssize_t r;
+		while (write(sfd, &ready, sizeof ready) < 0 && errno == EINTR)
+			;
+		while ((r = read(s->start_fd, &go, 1)) < 0 && errno == EINTR)
+			;
+		if (r != 1)
+			_exit(127); /* the agent dropped the process */
+		close(s->start_fd);
+	}
+	if (s->filter && s->nnp && install_seccomp(s) < 0)
+		child_fail(sfd, errno, "error loading seccomp filter: %s", errstr(errno, e, sizeof e));
+	execve(full, s->argv, s->envp);
+	child_fail(sfd, errno, "exec: %s: %s", quote(q, sizeof q, full), errstr(errno, e, sizeof e));
 }
 
 /* ------------------------------------------------------------------ */
@@ -262,13 +469,87 @@ static void close_pair(int p[2])
 	close_fd(&p[1]);
 }
 
+/* Opens a pty master at path (a ptmx node) and its slave. 0 or -errno. */
+static int try_ptmx(const char *path, int *master, int *slave)
+{
+	struct stat st;
+	int unlock = 0, err;
+	unsigned n;
+	int m = open(path, O_RDWR | O_NOCTTY | O_NONBLOCK | O_CLOEXEC), sl;
+
+	if (m < 0)
+		return -errno;
+	if (fstat(m, &st) < 0 || !S_ISCHR(st.st_mode) || major(st.st_rdev) != PTMX_MAJOR ||
+	    minor(st.st_rdev) != PTMX_MINOR) {
+		close(m);
+		return -ENOTTY;
+	}
+	if (ioctl(m, TIOCSPTLCK, &unlock) < 0)
+		goto fail;
+	sl = ioctl(m, TIOCGPTPEER, O_RDWR | O_NOCTTY | O_CLOEXEC);
+	if (sl < 0) {
+		/* Before Linux 4.13: by name, in the devpts next to the ptmx. */
+		char spath[4200];
+		size_t dlen = (size_t)(strrchr(path, '/') - path);
+		int in_pts = dlen >= 4 && memcmp(path + dlen - 4, "/pts", 4) == 0;
+		if (ioctl(m, TIOCGPTN, &n) < 0)
+			goto fail;
+		snprintf(spath, sizeof spath, "%.*s%s/%u", (int)dlen, path, in_pts ? "" : "/pts", n);
+		sl = open(spath, O_RDWR | O_NOCTTY | O_CLOEXEC);
+		if (sl < 0)
+			goto fail;
+	}
+	*master = m;
+	*slave = sl;
+	return 0;
+fail:
+	err = errno;
+	close(m);
+	return -err;
+}
+
+/* A new pty: in the container's devpts when it has one (so that the process
+ * sees its terminal as /dev/pts/N of its own /dev), else in the agent's. */
+static int open_pty(int *master, int *slave, const struct winsize *ws)
+{
+	char path[4096];
+	int r = -ENOENT;
+
+	if (!cfg.test_mode && root_resolve(ROOTFS_DIR, "/dev/pts/ptmx", path, sizeof path) == 0)
+		r = try_ptmx(path, master, slave);
+	if (r < 0)
+		r = try_ptmx("/dev/ptmx", master, slave);
+	if (r < 0)
+		r = try_ptmx("/dev/pts/ptmx", master, slave);
+	if (r == 0 && ws && ioctl(*master, TIOCSWINSZ, ws) < 0) {
+		r = -errno;
+		close(*master);
+		close(*slave);
+	}
+	return r;
+}
+
+#define BAD(...)                                                   \
+	do {                                                       \
+		conn_send_error(c, id, EINVAL, "RUN: " __VA_ARGS__); \
+		return;                                            \
+	} while (0)
+
+#define NEED_LEN(name, want)                                                        \
+	do {                                                                        \
+		if (vlen != (want))                                                 \
+			BAD("%s must be %u bytes, not %u", name, (unsigned)(want), vlen); \
+	} while (0)
+
 void proc_handle_run(struct conn *c, uint32_t id, const uint8_t *payload, size_t n)
 {
-	size_t nargs = 0, nenv = 0, strbytes = 0;
-	const uint8_t *cwd = NULL, *val;
-	uint32_t cwdlen = 0, vlen;
+	size_t nargs = 0, nenv = 0, strbytes = 0, nrl = 0;
+	const uint8_t *cwd = NULL, *val, *gids_v = NULL, *filter_v = NULL;
+	uint32_t cwdlen = 0, vlen, gids_len = 0, filter_len = 0;
 	uint16_t tag;
-	int want_stdin = 0, r;
+	int want_stdin = 0, terminal = 0, hold = 0, have_ws = 0, r;
+	struct winsize ws = { 0 };
+	struct spawn s = { .tty_fd = -1, .start_fd = -1 };
 	struct tlv t;
 	char e[128];
 
@@ -281,18 +562,17 @@ void proc_handle_run(struct conn *c, uint32_t id, const uint8_t *payload, size_t
 		return;
 	}
 
-	/* Pass 1: validate and size. */
+	/* Pass 1: validate and size. For repeated attributes the last one wins
+	 * (ARG, ENV and RLIMIT accumulate). */
 	tlv_begin(&t, payload, n);
 	while ((r = tlv_next(&t, &tag, &val, &vlen)) > 0) {
 		switch (tag) {
 		case A_ARG:
 		case A_ENV:
 		case A_CWD:
-			if (!tlv_str_ok(val, vlen)) {
-				conn_send_error(c, id, EINVAL, "RUN: %s contains a NUL byte",
-						tag == A_ARG ? "ARG" : tag == A_ENV ? "ENV" : "CWD");
-				return;
-			}
+			if (!tlv_str_ok(val, vlen))
+				BAD("%s contains a NUL byte",
+				    tag == A_ARG ? "ARG" : tag == A_ENV ? "ENV" : "CWD");
 			if (tag == A_ARG)
 				nargs++;
 			else if (tag == A_ENV)
@@ -304,38 +584,124 @@ void proc_handle_run(struct conn *c, uint32_t id, const uint8_t *payload, size_t
 			strbytes += (size_t)vlen + 1;
 			break;
 		case A_STDIN:
-			if (vlen != 1) {
-				conn_send_error(c, id, EINVAL, "RUN: STDIN must be 1 byte, not %u", vlen);
-				return;
-			}
+			NEED_LEN("STDIN", 1);
 			want_stdin = val[0] != 0;
+			break;
+		case A_TERMINAL:
+			NEED_LEN("TERMINAL", 1);
+			terminal = val[0] != 0;
+			break;
+		case A_WINSIZE:
+			NEED_LEN("WINSIZE", 4);
+			ws.ws_row = rd16(val);
+			ws.ws_col = rd16(val + 2);
+			have_ws = 1;
+			break;
+		case A_UID:
+			NEED_LEN("UID", 4);
+			s.uid = rd32(val);
+			s.have_uid = 1;
+			break;
+		case A_GID:
+			NEED_LEN("GID", 4);
+			s.gid = rd32(val);
+			s.have_gid = 1;
+			break;
+		case A_GIDS:
+			if (vlen % 4 || vlen / 4 > MAX_GIDS)
+				BAD("GIDS of %u bytes (a multiple of 4, at most %u groups)", vlen, MAX_GIDS);
+			gids_v = val;
+			gids_len = vlen;
+			s.have_gids = 1;
+			break;
+		case A_UMASK:
+			NEED_LEN("UMASK", 4);
+			s.umask = rd32(val);
+			if (s.umask > 0777)
+				BAD("invalid UMASK 0%o", s.umask);
+			s.have_umask = 1;
+			break;
+		case A_RLIMIT:
+			NEED_LEN("RLIMIT", 24);
+			if (rd32(val) >= RLIMIT_NLIMITS)
+				BAD("unknown RLIMIT resource %u", rd32(val));
+			if (rd64(val + 8) > rd64(val + 16))
+				BAD("RLIMIT %u: soft limit above the hard limit", rd32(val));
+			nrl++;
+			break;
+		case A_CAPS:
+			NEED_LEN("CAPS", 40);
+			for (int i = 0; i < 5; i++)
+				s.caps[i] = rd64(val + 8 * i);
+			s.have_caps = 1;
+			break;
+		case A_NO_NEW_PRIVS:
+			NEED_LEN("NO_NEW_PRIVS", 1);
+			s.nnp = val[0] != 0;
+			break;
+		case A_OOM_SCORE_ADJ:
+			NEED_LEN("OOM_SCORE_ADJ", 4);
+			s.oom_score_adj = (int32_t)rd32(val);
+			if (s.oom_score_adj < -1000 || s.oom_score_adj > 1000)
+				BAD("OOM_SCORE_ADJ %d is not in [-1000, 1000]", (int)s.oom_score_adj);
+			s.have_oom = 1;
+			break;
+		case A_SECCOMP:
+			if (vlen == 0 || vlen % 8 || vlen / 8 > SECCOMP_MAX_INSNS)
+				BAD("SECCOMP of %u bytes (1 to %u filter instructions of 8 bytes)", vlen,
+				    SECCOMP_MAX_INSNS);
+			filter_v = val;
+			filter_len = vlen;
+			break;
+		case A_SECCOMP_FLAGS:
+			NEED_LEN("SECCOMP_FLAGS", 4);
+			s.seccomp_flags = rd32(val);
+			if (s.seccomp_flags & SECCOMP_FILTER_FLAG_NEW_LISTENER_ABI)
+				BAD("seccomp user notification (SECCOMP_FILTER_FLAG_NEW_LISTENER) is not supported");
+			break;
+		case A_HOLD:
+			NEED_LEN("HOLD", 1);
+			hold = val[0] != 0;
 			break;
 		default:
 			break; /* unknown or irrelevant tags are ignored */
 		}
 	}
-	if (r < 0) {
-		conn_send_error(c, id, EINVAL, "RUN: malformed TLV payload");
-		return;
-	}
+	if (r < 0)
+		BAD("malformed TLV payload");
 	if (nargs == 0) {
 		conn_send_error(c, id, EINVAL, "RUN without ARG");
 		return;
 	}
-	if (cwd && (cwdlen == 0 || cwd[0] != '/')) {
-		conn_send_error(c, id, EINVAL, "RUN: CWD must be an absolute path");
-		return;
-	}
+	if (cwd && (cwdlen == 0 || cwd[0] != '/'))
+		BAD("CWD must be an absolute path");
 
-	/* Pass 2: copy into NUL-terminated strings. */
+	/* Pass 2: copy into NUL-terminated strings and arrays. */
 	char **argv = xcalloc(nargs + 1, sizeof *argv);
 	char **envp = xcalloc(nenv + 1, sizeof *envp);
 	char *strs = xmalloc(strbytes), *sp = strs;
 	const char *path = NULL, *cwdstr = NULL;
 	size_t ai = 0, ei = 0;
 
+	s.rlimits = xcalloc(nrl, sizeof *s.rlimits);
+	s.ngids = gids_len / 4;
+	s.gids = xcalloc(s.ngids, sizeof *s.gids);
+	for (size_t i = 0; i < s.ngids; i++)
+		s.gids[i] = rd32(gids_v + 4 * i);
+	if (filter_v) {
+		s.nfilter = filter_len / 8;
+		s.filter = xcalloc(s.nfilter, sizeof *s.filter);
+		for (size_t i = 0; i < s.nfilter; i++) {
+			const uint8_t *f = filter_v + 8 * i;
+			s.filter[i] = (struct sock_filter_abi){ rd16(f), f[2], f[3], rd32(f + 4) };
+		}
+	}
 	tlv_begin(&t, payload, n);
 	while (tlv_next(&t, &tag, &val, &vlen) > 0) {
+		if (tag == A_RLIMIT) {
+			s.rlimits[s.nrlimits++] = (struct rlimit_rec){ rd32(val), rd64(val + 8), rd64(val + 16) };
+			continue;
+		}
 		if (tag != A_ARG && tag != A_ENV && tag != A_CWD)
 			continue;
 		if (vlen)
@@ -354,22 +720,44 @@ void proc_handle_run(struct conn *c, uint32_t id, const uint8_t *payload, size_t
 	}
 
 	int outp[2] = { -1, -1 }, errp[2] = { -1, -1 }, stp[2] = { -1, -1 }, inp[2] = { -1, -1 };
-	if (pipe2(outp, O_CLOEXEC) < 0 || pipe2(errp, O_CLOEXEC) < 0 ||
-	    pipe2(stp, O_CLOEXEC) < 0 || (want_stdin && pipe2(inp, O_CLOEXEC) < 0)) {
+	int startp[2] = { -1, -1 }, master = -1, slave = -1, out_dup = -1, in_dup = -1;
+	if (terminal) {
+		r = open_pty(&master, &slave, have_ws ? &ws : NULL);
+		if (r < 0) {
+			conn_send_error(c, id, -r, "cannot allocate a terminal: %s", errstr(-r, e, sizeof e));
+			goto out;
+		}
+		out_dup = fcntl(master, F_DUPFD_CLOEXEC, 3);
+		in_dup = fcntl(master, F_DUPFD_CLOEXEC, 3);
+	}
+	if ((terminal && (out_dup < 0 || in_dup < 0)) ||
+	    (!terminal && (pipe2(outp, O_CLOEXEC) < 0 || pipe2(errp, O_CLOEXEC) < 0 ||
+			   (want_stdin && pipe2(inp, O_CLOEXEC) < 0))) ||
+	    pipe2(stp, O_CLOEXEC) < 0 || (hold && pipe2(startp, O_CLOEXEC) < 0)) {
 		int err = errno;
 		close_pair(outp);
 		close_pair(errp);
 		close_pair(stp);
 		close_pair(inp);
+		close_pair(startp);
+		close_fd(&master);
+		close_fd(&slave);
+		close_fd(&out_dup);
+		close_fd(&in_dup);
 		conn_send_error(c, id, err, "pipe: %s", errstr(err, e, sizeof e));
 		goto out;
 	}
 
-	struct spawn s = {
-		.argv = argv, .envp = envp, .cwd = cwdstr, .path = path,
-		.in_fd = want_stdin ? inp[0] : cfg.devnull_fd,
-		.out_fd = outp[1], .err_fd = errp[1], .status_fd = stp[1],
-	};
+	s.argv = argv;
+	s.envp = envp;
+	s.cwd = cwdstr;
+	s.path = path;
+	s.in_fd = want_stdin ? inp[0] : cfg.devnull_fd;
+	s.out_fd = outp[1];
+	s.err_fd = errp[1];
+	s.status_fd = stp[1];
+	s.tty_fd = slave;
+	s.start_fd = startp[0];
 	pid_t pid = fork();
 	if (pid == 0)
 		child(&s);
@@ -378,11 +766,17 @@ void proc_handle_run(struct conn *c, uint32_t id, const uint8_t *payload, size_t
 	close_fd(&errp[1]);
 	close_fd(&stp[1]);
 	close_fd(&inp[0]);
+	close_fd(&startp[0]);
+	close_fd(&slave);
 	if (pid < 0) {
 		close_pair(outp);
 		close_pair(errp);
 		close_pair(stp);
 		close_pair(inp);
+		close_pair(startp);
+		close_fd(&master);
+		close_fd(&out_dup);
+		close_fd(&in_dup);
 		conn_send_error(c, id, fork_err, "fork: %s", errstr(fork_err, e, sizeof e));
 		goto out;
 	}
@@ -390,16 +784,27 @@ void proc_handle_run(struct conn *c, uint32_t id, const uint8_t *payload, size_t
 	struct proc *p = xcalloc(1, sizeof *p);
 	p->id = id;
 	p->pid = pid;
-	p->starting = 1;
+	p->phase = hold ? PH_CREATING : PH_STARTING;
+	p->hold = hold;
+	p->start_fd = startp[1];
+	p->pty_fd = master;
 	p->status_fd = stp[0];
-	p->out_fd = outp[0];
-	p->err_fd = errp[0];
-	p->in_fd = inp[1];
-	p->in_state = want_stdin ? IN_OPEN : IN_NONE;
+	if (terminal) {
+		p->out_fd = out_dup;
+		p->err_fd = -1;
+		p->in_fd = in_dup;
+		p->in_state = IN_TERM;
+	} else {
+		p->out_fd = outp[0];
+		p->err_fd = errp[0];
+		p->in_fd = inp[1];
+		p->in_state = want_stdin ? IN_OPEN : IN_NONE;
+	}
 	bq_init(&p->in_q);
 	set_nonblock(p->status_fd);
 	set_nonblock(p->out_fd);
-	set_nonblock(p->err_fd);
+	if (p->err_fd >= 0)
+		set_nonblock(p->err_fd);
 	if (p->in_fd >= 0)
 		set_nonblock(p->in_fd);
 	/* Append, so poll order follows RUN order. */
@@ -408,13 +813,20 @@ void proc_handle_run(struct conn *c, uint32_t id, const uint8_t *payload, size_t
 		pp = &(*pp)->next;
 	*pp = p;
 	nprocs++;
-	log_debug("RUN id=%u: pid %d, argv[0]=%s, %zu args, %zu env, cwd=%s%s", id, (int)pid,
-		  argv[0], nargs, nenv, cwdstr ? cwdstr : "/", want_stdin ? ", stdin pipe" : "");
+	log_debug("RUN id=%u: pid %d, argv[0]=%s, %zu args, %zu env, cwd=%s%s%s%s", id, (int)pid,
+		  argv[0], nargs, nenv, cwdstr ? cwdstr : "/", want_stdin ? ", stdin pipe" : "",
+		  terminal ? ", terminal" : "", hold ? ", held" : "");
 out:
 	free(argv);
 	free(envp);
 	free(strs);
+	free(s.rlimits);
+	free(s.gids);
+	free(s.filter);
 }
+
+#undef BAD
+#undef NEED_LEN
 
 /* ------------------------------------------------------------------ */
 /* Status pipe, output, exit */
@@ -464,9 +876,39 @@ static int exec_outcome(struct conn *c, struct proc *p)
 		proc_free(p); /* the child, if not yet reaped, is reaped as an orphan */
 		return -1;
 	}
-	p->starting = 0;
+	p->phase = PH_RUNNING;
 	log_debug("send STARTED id=%u pid=%d", p->id, (int)p->pid);
 	send_u32_msg(c, T_STARTED, p->id, A_PID, (uint32_t)p->pid);
+	return 0;
+}
+
+/* Acts on what the status pipe has said so far (eof: it is at EOF, the
+ * child exec'd or is gone). Returns -1 if p was freed. */
+static int status_advance(struct conn *c, struct proc *p, int eof)
+{
+	if (p->phase == PH_CREATING) {
+		int32_t first = 1;
+		if (p->status_len >= 4)
+			memcpy(&first, p->status, 4);
+		if (first == 0) {
+			/* Ready and waiting for START. */
+			p->status_len -= 4;
+			memmove(p->status, p->status + 4, p->status_len);
+			p->phase = p->start_requested ? PH_STARTING : PH_HELD;
+			log_debug("send CREATED id=%u pid=%d", p->id, (int)p->pid);
+			send_u32_msg(c, T_CREATED, p->id, A_PID, (uint32_t)p->pid);
+		} else if (!eof) {
+			return 0; /* the whole failure message comes with EOF */
+		} else if (p->status_len >= 4) {
+			return exec_outcome(c, p); /* ERROR */
+		} else {
+			conn_send_error(c, p->id, ECHILD, "the process ended before it was created");
+			proc_free(p);
+			return -1;
+		}
+	}
+	if (p->phase == PH_STARTING && eof)
+		return exec_outcome(c, p);
 	return 0;
 }
 
@@ -505,14 +947,16 @@ static void process_exited(struct conn *c, struct proc *p, int ws)
 	int status;
 	struct buf b;
 
-	if (p->starting) {
+	if (p->phase == PH_CREATING || p->phase == PH_STARTING) {
 		/* The child is gone, so all it wrote is in the pipe. */
 		read_status(p);
-		if (exec_outcome(c, p) < 0)
+		if (status_advance(c, p, 1) < 0)
 			return;
 	}
+	/* A held process that never started ends with EXIT alone. */
 	drain_output(c, p, &p->out_fd, T_STDOUT);
-	drain_output(c, p, &p->err_fd, T_STDERR);
+	if (p->err_fd >= 0)
+		drain_output(c, p, &p->err_fd, T_STDERR);
 
 	if (WIFEXITED(ws))
 		status = WEXITSTATUS(ws);
@@ -584,6 +1028,16 @@ void proc_handle_stdin(struct conn *c, uint32_t id, const uint8_t *data, size_t 
 		if (n)
 			conn_send_error(c, id, EBADF, "STDIN: stdin of process id %u is already closed", id);
 		return;
+	case IN_TERM:
+		if (n == 0) {
+			/* No EOF on a terminal (the master stays open, as a detached
+			 * runc console does); a ^D in the data is the way to send one. */
+			log_debug("STDIN id=%u: zero-length STDIN ignored for a terminal", id);
+			return;
+		}
+		bq_push2(&p->in_q, data, n, NULL, 0);
+		stdin_flush(p);
+		return;
 	case IN_OPEN:
 		break;
 	}
@@ -645,6 +1099,76 @@ void proc_handle_signal(struct conn *c, uint32_t id, const uint8_t *payload, siz
 }
 
 /* ------------------------------------------------------------------ */
+/* START (HOLD) and RESIZE (TERMINAL) */
+
+void proc_handle_start(struct conn *c, uint32_t id, const uint8_t *payload, size_t n)
+{
+	struct proc *p = find_id(id);
+	char go = 's';
+
+	(void)payload; /* empty; anything in it is ignored */
+	(void)n;
+	if (!p) {
+		conn_send_error(c, id, ESRCH, "START: no process with id %u", id);
+		return;
+	}
+	if (!p->hold || p->start_requested) {
+		conn_send_error(c, id, EINVAL, "START: process id %u %s", id,
+				p->hold ? "was already started" : "was not created with HOLD");
+		return;
+	}
+	p->start_requested = 1;
+	/* The pipe is empty: one byte always fits. EPIPE means the child is
+	 * gone; its EXIT follows. */
+	while (write(p->start_fd, &go, 1) < 0 && errno == EINTR)
+		;
+	close_fd(&p->start_fd);
+	if (p->phase == PH_HELD)
+		p->phase = PH_STARTING;
+	log_debug("START id=%u pid=%d", id, (int)p->pid);
+}
+
+void proc_handle_resize(struct conn *c, uint32_t id, const uint8_t *payload, size_t n)
+{
+	struct proc *p = find_id(id);
+	struct winsize ws = { 0 };
+	const uint8_t *val;
+	uint32_t vlen;
+	uint16_t tag;
+	int r, have = 0;
+	struct tlv t;
+	char e[128];
+
+	tlv_begin(&t, payload, n);
+	while ((r = tlv_next(&t, &tag, &val, &vlen)) > 0) {
+		if (tag != A_WINSIZE)
+			continue;
+		if (vlen != 4) {
+			conn_send_error(c, id, EINVAL, "RESIZE: WINSIZE must be 4 bytes, not %u", vlen);
+			return;
+		}
+		ws.ws_row = rd16(val);
+		ws.ws_col = rd16(val + 2);
+		have = 1;
+	}
+	if (r < 0 || !have) {
+		conn_send_error(c, id, EINVAL, "RESIZE: %s", r < 0 ? "malformed TLV payload" : "no WINSIZE");
+		return;
+	}
+	if (!p) {
+		conn_send_error(c, id, ESRCH, "RESIZE: no process with id %u", id);
+		return;
+	}
+	if (p->pty_fd < 0) {
+		conn_send_error(c, id, ENOTTY, "RESIZE: process id %u has no terminal", id);
+		return;
+	}
+	log_debug("RESIZE id=%u: %ux%u", id, ws.ws_row, ws.ws_col);
+	if (ioctl(p->pty_fd, TIOCSWINSZ, &ws) < 0)
+		conn_send_error(c, id, errno, "RESIZE: %s", errstr(errno, e, sizeof e));
+}
+
+/* ------------------------------------------------------------------ */
 /* poll() integration */
 
 size_t proc_max_pollfds(void)
@@ -668,10 +1192,10 @@ size_t proc_pollfds(struct pollfd *pfd, struct proc_ref *ref, int read_output)
 	size_t i = 0;
 
 	for (struct proc *p = procs; p; p = p->next) {
-		if (p->starting) {
+		if (p->phase == PH_CREATING || p->phase == PH_STARTING) {
 			if (p->status_fd >= 0)
 				i = add(pfd, ref, i, p, K_STATUS, p->status_fd, POLLIN);
-		} else if (read_output) {
+		} else if (p->phase == PH_RUNNING && read_output) {
 			if (p->out_fd >= 0)
 				i = add(pfd, ref, i, p, K_OUT, p->out_fd, POLLIN);
 			if (p->err_fd >= 0)
@@ -696,8 +1220,9 @@ void proc_dispatch(struct conn *c, const struct pollfd *pfd, const struct proc_r
 			continue;
 		switch (ref[i].kind) {
 		case K_STATUS:
-			if (p->starting && p->status_fd == pfd[i].fd && read_status(p))
-				exec_outcome(c, p);
+			if ((p->phase == PH_CREATING || p->phase == PH_STARTING) &&
+			    p->status_fd == pfd[i].fd)
+				status_advance(c, p, read_status(p));
 			break;
 		case K_OUT:
 			if (p->out_fd == pfd[i].fd)

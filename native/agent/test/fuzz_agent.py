@@ -25,8 +25,8 @@ def rbytes(n):
 def random_tlv():
     out = b""
     for _ in range(rnd.randint(0, 6)):
-        tag = rnd.choice([3, 4, 5, 9, 12, 0, 1, 77, 65535])
-        n = rnd.choice([0, 1, 3, 4, 5, rnd.randint(0, 40)])
+        tag = rnd.choice([3, 4, 5, 9, 12, 0, 1, 77, 65535] + list(range(13, 33)) + [40])
+        n = rnd.choice([0, 1, 3, 4, 5, 8, 24, 40, rnd.randint(0, 60)])
         val = rbytes(n)
         declared = n if rnd.random() < 0.85 else rnd.choice([n + 1, n + 1000, 0xFFFFFFFF, max(0, n - 1)])
         out += struct.pack("<HI", tag, declared) + val
@@ -40,14 +40,14 @@ a = t.Agent()
 assert a.recv()[0] == t.HELLO
 print("seed", seed)
 for i in range(rounds):
-    typ = rnd.choice([0, 1, 2, 2, 2, 3, 6, 6, 8, 8, 10, 11, 0xFFFF])
+    typ = rnd.choice([0, 1, 2, 2, 2, 3, 6, 6, 8, 8, 10, 11, 12, 12, 13, 13, 15, 15, 0xFFFF])
     id_ = rnd.choice([0, 1, 2, 3, rnd.getrandbits(32)])
     kind = rnd.random()
     if kind < 0.02:
         n = rnd.choice([(1 << 20) + 1, 3 << 20, 0xFFFFFFFF & ((1 << 20) + rnd.getrandbits(12))])
         a.send_raw(struct.pack("<IHHI", n, typ, 0, id_))
         a.send_raw(b"\0" * n)
-    elif typ in (2, 8):
+    elif typ in (2, 8, 13, 15):
         a.send(typ, id_, random_tlv(), flags=rnd.getrandbits(16))
     else:
         a.send(typ, id_, rbytes(rnd.randint(0, 64)))

@@ -10,6 +10,7 @@ import errno
 import os
 import shutil
 import socket
+import struct
 import subprocess
 import sys
 import time
@@ -20,7 +21,8 @@ import test_agent as t  # noqa: E402
 
 AGENT = os.path.abspath(sys.argv[1])
 ROOT = os.path.join(os.path.dirname(AGENT), "root")
-TOOLS = "sh echo ls cat readlink mount pwd env sleep ip test true wc head mkdir".split()
+TOOLS = ("sh echo ls cat readlink mount pwd env sleep ip test true wc head mkdir hostname grep touch tty stty"
+         " id stat").split()
 
 
 class SockAgent(t.Agent):
@@ -30,7 +32,8 @@ class SockAgent(t.Agent):
 
 def stage():
     shutil.rmtree(ROOT, ignore_errors=True)
-    for d in ["dev", "proc", "sys", "tmp", "cfs/bin", "cfs/etc", "cfs/tmp"]:
+    for d in ["dev", "proc", "sys", "tmp", "cfs/bin", "cfs/etc", "cfs/tmp", "cfs/var/real",
+              "binds/m0", "tags/extra"]:
         os.makedirs(os.path.join(ROOT, d))
     shutil.copy(AGENT, os.path.join(ROOT, "init"))
     shutil.copy(shutil.which("busybox"), os.path.join(ROOT, "cfs/bin/busybox"))
@@ -39,9 +42,16 @@ def stage():
     with open(os.path.join(ROOT, "cfs/etc/marker"), "w") as f:
         f.write("container rootfs\n")
     os.chmod(os.path.join(ROOT, "cfs/etc/marker"), 0o644)
+    # symlinks that point out of the rootfs: SETUP must keep them inside
+    os.symlink("../../../../../outside", os.path.join(ROOT, "cfs/escape"))
+    os.symlink("/var/real", os.path.join(ROOT, "cfs/abs"))
+    for name, text in [("binds/m0/file", "bound dir\n"), ("binds/m1", "bound file\n"),
+                       ("tags/extra/hello", "virtiofs tag\n")]:
+        with open(os.path.join(ROOT, name), "w") as f:
+            f.write(text)
 
 
-def boot(rootfs="/cfs", cmdline="quiet husk.debug husk.fs=myfs husk.port=5001 husk.port=x"):
+def boot(rootfs="/cfs", cmdline="quiet husk.debug husk.fs=myfs husk.port=5001 husk.port=x husk.binds=b"):
     path = os.path.join(ROOT, "tmp/agent.sock")
     if os.path.exists(path):
         os.unlink(path)
@@ -50,8 +60,8 @@ def boot(rootfs="/cfs", cmdline="quiet husk.debug husk.fs=myfs husk.port=5001 hu
     srv.listen(1)
     env = dict(PATH="/usr/bin:/bin", HUSK_TEST_SOCKET="/tmp/agent.sock",
                HUSK_TEST_ROOTFS=rootfs, HUSK_TEST_CONSOLE="/tmp/console.log",
-               HUSK_TEST_CMDLINE=cmdline)
-    proc = subprocess.Popen(["unshare", "--pid", "--fork", "--mount", "--net",
+               HUSK_TEST_CMDLINE=cmdline, HUSK_TEST_BINDS="/binds", HUSK_TEST_TAGS="/tags")
+    proc = subprocess.Popen(["unshare", "--pid", "--fork", "--mount", "--net", "--uts", "--ipc",
                              "--propagation", "private", "--root", ROOT, "/init"], env=env)
     srv.settimeout(15)
     conn, _ = srv.accept()
@@ -59,9 +69,91 @@ def boot(rootfs="/cfs", cmdline="quiet husk.debug husk.fs=myfs husk.port=5001 hu
     return SockAgent(conn, proc)
 
 
-def run(a, id_, argv, **kw):
-    a.run(id_, argv, **kw)
+def run(a, id_, argv, extra=b"", **kw):
+    if extra:
+        p = b"".join(t.tlv(t.ARG, x) for x in argv) + t.tlv(t.ENV, "PATH=/bin") + extra
+        a.send(t.RUN, id_, p)
+    else:
+        a.run(id_, argv, **kw)
     return a.collect(id_)
+
+
+def mount_rec(typ, src, dst, data="", flags=0, prop=0):
+    return t.tlv(28, struct.pack("<II", flags, prop) + b"\0".join(
+        x.encode() for x in (typ, src, dst, data)) + b"\0")
+
+
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_BIND, MS_REC = 1, 2, 4, 8, 4096, 16384
+MS_PRIVATE, MS_RELATIME, MS_STRICTATIME = 1 << 18, 1 << 21, 1 << 24
+SETUP, SETUP_DONE = 13, 14
+
+
+def setup_test():
+    """SETUP applied for real: the mounts of an OCI default config and more."""
+    a = boot()
+    t.hello(a)
+    a.send(SETUP, 0, mount_rec("proc", "/nonexistent-guest-path", "/data", flags=MS_BIND))
+    typ, _, p = a.recv()  # a failing SETUP...
+    assert typ == t.ERROR and t.i32(t.parse_tlv(p)[t.ERRNO][0]) == errno.ENOENT, p
+    a.run(1, ["true"])  # ...makes the container unusable
+    assert a.collect(1)["error"][1].startswith("container set-up failed: bind mount on /data"), "RUN after failed SETUP"
+    a.send(t.POWEROFF, 0)
+    a.proc.wait(10)
+
+    a = boot()
+    t.hello(a)
+    nsx = MS_NOSUID | MS_NODEV | MS_NOEXEC
+    p = (t.tlv(26, "husk-box") + t.tlv(27, "example.org") +
+         mount_rec("proc", "proc", "/proc", flags=nsx) +
+         mount_rec("tmpfs", "tmpfs", "/dev", "mode=755,size=65536k", flags=MS_NOSUID | MS_STRICTATIME) +
+         mount_rec("devpts", "devpts", "/dev/pts", "newinstance,ptmxmode=0666,mode=0620,gid=5",
+                   flags=MS_NOSUID | MS_NOEXEC) +
+         mount_rec("tmpfs", "shm", "/dev/shm", "mode=1777,size=65536k", flags=nsx) +
+         mount_rec("mqueue", "mqueue", "/dev/mqueue", flags=nsx) +
+         mount_rec("sysfs", "sysfs", "/sys", flags=nsx | MS_RDONLY) +
+         mount_rec("cgroup", "cgroup", "/sys/fs/cgroup", flags=nsx | MS_RELATIME | MS_RDONLY) +
+         mount_rec("bind", "/run/husk/binds/m0", "/data/dir", flags=MS_BIND | MS_REC | MS_RDONLY,
+                   prop=MS_PRIVATE | MS_REC) +
+         mount_rec("bind", "/run/husk/binds/m1", "/etc/bound", flags=MS_BIND | MS_RDONLY) +
+         mount_rec("virtiofs", "extra", "/mnt/extra") +
+         mount_rec("tmpfs", "tmpfs", "/escape/x") +
+         mount_rec("tmpfs", "tmpfs", "/abs/y") +
+         mount_rec("tmpfs", "tmpfs", "/abs/../abs/z") +
+         t.tlv(29, "/proc/version") + t.tlv(29, "/proc/acpi") + t.tlv(29, "/no/such") + t.tlv(29, "/var") +
+         t.tlv(30, "/proc/sys") + t.tlv(30, "/no/such") +
+         t.tlv(31, "kernel.domainname=from-sysctl") + t.tlv(32, b"\1"))
+    a.send(SETUP, 0, p)
+    typ, _, p = a.recv()
+    assert typ == SETUP_DONE, t.parse_tlv(p)
+    r = run(a, 2, ["sh", "-c", "hostname; cat /proc/sys/kernel/domainname; cat /data/dir/file /etc/bound"
+                   " /mnt/extra/hello; readlink /dev/ptmx; readlink /dev/fd; test -c /dev/null && test -c /dev/urandom"
+                   " && test -c /dev/tty && echo x >/dev/null && head -c 4 /dev/zero | wc -c;"
+                   " touch /t; touch /data/dir/t; (echo 1 >/proc/sys/kernel/domainname);"
+                   " cat /proc/version | wc -c; ls /var; ls /dev/mqueue && echo mq"])
+    lines = r["out"].decode().splitlines()
+    assert lines == ["husk-box", "from-sysctl", "bound dir", "bound file", "virtiofs tag", "pts/ptmx",
+                     "/proc/self/fd", "4", "0", "mq"], r
+    err = r["err"].decode().splitlines()
+    assert len(err) == 3 and all("Read-only file system" in x for x in err), r
+    r = run(a, 3, ["cat", "/proc/mounts"])
+    mounts = [ln.split()[1:4] for ln in r["out"].decode().splitlines()]
+    m = {mp: (typ, opts.split(",")) for mp, typ, opts in mounts}
+    assert m["/"][1][0] == "ro", m["/"]
+    assert m["/dev"][0] == "tmpfs" and m["/dev/pts"][0] == "devpts" and m["/dev/shm"][0] == "tmpfs", m
+    assert m["/sys"][0] == "sysfs" and "ro" in m["/sys"][1] and m["/proc/sys"][1][0] == "ro", m
+    assert m["/data/dir"][1][0] == "ro" and m["/etc/bound"][1][0] == "ro", m
+    # symlinks resolved inside the rootfs (".." after a symlink applies to its target)
+    assert "/outside/x" in m and "/var/real/y" in m and "/var/abs/z" in m, m
+    assert not os.path.exists(os.path.join(ROOT, "outside")), "mount escaped the rootfs"
+    if "/sys/fs/cgroup" in m:
+        assert m["/sys/fs/cgroup"][0] == "cgroup2", m
+    r = run(a, 4, ["sh", "-c", "tty; ls /dev/pts; stty size"], extra=struct.pack("<HIB", 13, 1, 1) +
+            struct.pack("<HIHH", 14, 4, 12, 34))
+    assert r["out"].replace(b"\r", b"").split() == [b"/dev/pts/0", b"0", b"ptmx", b"12", b"34"], r
+    a.send(t.POWEROFF, 0)
+    a.proc.wait(10)
+    print("ok   PID 1 mode: SETUP (hostname, OCI default mounts, binds, virtiofs, symlinks kept inside,"
+          " masked, read-only, sysctl, read-only root), terminal in the container devpts")
 
 
 def main():
@@ -74,7 +166,7 @@ def main():
     r = run(a, 1, ["cat", "/etc/marker"])  # PATH lookup inside the chroot
     assert r["out"] == b"container rootfs\n" and r["exit"] == (0, 0), r
     r = run(a, 2, ["ls", "/"])
-    assert set(r["out"].split()) == {b"bin", b"dev", b"etc", b"proc", b"sys", b"tmp"}, r
+    assert set(r["out"].split()) == {b"abs", b"bin", b"dev", b"escape", b"etc", b"proc", b"sys", b"tmp", b"var"}, r
     r = run(a, 3, ["sh", "-c", "ls /dev/null /dev/pts/ptmx /dev/shm >/dev/null && readlink /dev/fd"
                    " && echo x > /dev/shm/y && cat /dev/shm/y && test -d /proc/1 && ls /sys/kernel >/dev/null"
                    " && ip link show lo | head -1"])
@@ -94,6 +186,9 @@ def main():
     r = run(a, 8, ["sh", "-c", "sleep 0.2 & exit 5"])
     assert r["exit"] == (5, 5 << 8)
     time.sleep(0.4)  # the orphan is reaped by PID 1
+    # no SETUP: a terminal comes from the agent's devpts, seen through the /dev rbind
+    r = run(a, 9, ["sh", "-c", "tty; id -u"], extra=struct.pack("<HIB", 13, 1, 1) + struct.pack("<HII", 15, 4, 99))
+    assert r["out"].replace(b"\r", b"").split()[1] == b"99" and r["out"].startswith(b"/dev/pts/"), r
     a.send(t.POWEROFF, 0)
     try:
         a.recv(5)
@@ -102,6 +197,8 @@ def main():
         pass
     a.proc.wait(10)
     print("ok   PID 1 mode: mounts, chroot, PATH in chroot, /dev, lo, POWEROFF")
+
+    setup_test()
 
     a = boot(rootfs="/no-such-rootfs")
     typ, id_, p = a.recv()

@@ -1,0 +1,26 @@
+/* Container set-up (protocol extension A): SETUP / SETUP_DONE, the default
+ * container mounts for hosts that send no SETUP, and path resolution inside
+ * the container rootfs. */
+#ifndef HUSK_SETUP_H
+#define HUSK_SETUP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct conn;
+
+void setup_handle(struct conn *c, uint32_t id, const uint8_t *p, size_t n);
+
+/* Called for every RUN before it is handled. The first one mounts the
+ * default container mounts unless SETUP was received. Returns 0 if the RUN
+ * may go on, -1 if the container is unusable (ERROR sent). */
+int setup_before_run(struct conn *c, uint32_t id);
+
+/* Resolves `path` (absolute, inside the container) under `root` like
+ * securejoin: symlinks are followed component by component with `root` as
+ * the root ("/.." stays at the root, absolute targets restart at the root).
+ * Components that do not exist are kept as they are. out = root + the
+ * resolved path, never outside root. 0 or -errno (ELOOP, ENAMETOOLONG, ...). */
+int root_resolve(const char *root, const char *path, char *out, size_t outlen);
+
+#endif
