@@ -98,6 +98,7 @@ export function kvmRun(vcpuFd: number): number {
   return r < 0 ? -lastErrno() : r;
 }
 export const EINTR = E.EINTR;
+export const EAGAIN = E.EAGAIN;
 
 export function openKvm(path = '/dev/kvm'): number {
   const O_RDWR = 2, O_CLOEXEC = 0o2000000;

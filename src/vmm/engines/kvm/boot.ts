@@ -4,6 +4,7 @@
 // page tables and a GDT, and enter startup_64 in long mode with %rsi = zero
 // page. Pure functions over a guest-memory byte view: unit-testable
 // without KVM.
+import fs from 'node:fs';
 import { LAYOUT } from './layout.js';
 
 export class BootError extends Error {}
@@ -16,40 +17,83 @@ export interface LoadedKernel {
   end: number;
 }
 
-/** Loads an ELF64 x86_64 vmlinux into `mem` (guest physical address 0 = mem[0]). */
-export function loadVmlinux(elf: Uint8Array, mem: Uint8Array): LoadedKernel {
-  const v = new DataView(elf.buffer, elf.byteOffset, elf.byteLength);
-  if (elf.byteLength < 64 || v.getUint32(0, false) !== 0x7f454c46) throw new BootError('kernel is not an ELF file (need an uncompressed vmlinux)');
-  if (elf[4] !== 2 || elf[5] !== 1) throw new BootError('kernel is not a 64-bit little-endian ELF');
+interface Segment { offset: number; paddr: number; filesz: number; memsz: number; vaddr: bigint }
+
+/** Parses the ELF header and PT_LOAD program headers (`head` must hold them). */
+function elfSegments(head: Uint8Array, fileSize: number, memSize: number): { entryVirt: bigint; segs: Segment[] } {
+  const v = new DataView(head.buffer, head.byteOffset, head.byteLength);
+  if (head.byteLength < 64 || v.getUint32(0, false) !== 0x7f454c46) throw new BootError('kernel is not an ELF file (need an uncompressed vmlinux)');
+  if (head[4] !== 2 || head[5] !== 1) throw new BootError('kernel is not a 64-bit little-endian ELF');
   if (v.getUint16(18, true) !== 62) throw new BootError('kernel is not x86_64');
   const entryVirt = v.getBigUint64(24, true);
   const phoff = Number(v.getBigUint64(32, true));
   const phentsize = v.getUint16(54, true);
   const phnum = v.getUint16(56, true);
-  let start = Infinity, end = 0, entry = -1;
+  const segs: Segment[] = [];
   for (let i = 0; i < phnum; i++) {
     const o = phoff + i * phentsize;
-    if (o + 56 > elf.byteLength) throw new BootError('truncated ELF program headers');
+    if (o + 56 > head.byteLength) throw new BootError('truncated ELF program headers');
     if (v.getUint32(o, true) !== 1) continue; // PT_LOAD
-    const offset = Number(v.getBigUint64(o + 8, true));
-    const vaddr = v.getBigUint64(o + 16, true);
-    const paddr = Number(v.getBigUint64(o + 24, true));
-    const filesz = Number(v.getBigUint64(o + 32, true));
-    const memsz = Number(v.getBigUint64(o + 40, true));
-    if (offset + filesz > elf.byteLength) throw new BootError('ELF segment beyond end of file');
-    if (paddr < LAYOUT.highMemory || paddr + memsz > mem.byteLength) {
-      throw new BootError(`ELF segment at 0x${paddr.toString(16)}+0x${memsz.toString(16)} does not fit guest memory`);
+    const seg = {
+      offset: Number(v.getBigUint64(o + 8, true)),
+      vaddr: v.getBigUint64(o + 16, true),
+      paddr: Number(v.getBigUint64(o + 24, true)),
+      filesz: Number(v.getBigUint64(o + 32, true)),
+      memsz: Number(v.getBigUint64(o + 40, true)),
+    };
+    if (seg.offset + seg.filesz > fileSize || seg.filesz > seg.memsz) throw new BootError('ELF segment beyond end of file');
+    if (seg.paddr < LAYOUT.highMemory || seg.paddr + seg.memsz > memSize) {
+      throw new BootError(`ELF segment at 0x${seg.paddr.toString(16)}+0x${seg.memsz.toString(16)} does not fit guest memory`);
     }
-    mem.set(elf.subarray(offset, offset + filesz), paddr);
-    mem.fill(0, paddr + filesz, paddr + memsz);
-    start = Math.min(start, paddr);
-    end = Math.max(end, paddr + memsz);
-    if (entryVirt >= vaddr && entryVirt < vaddr + BigInt(memsz)) entry = paddr + Number(entryVirt - vaddr);
+    segs.push(seg);
   }
-  if (end === 0) throw new BootError('ELF has no loadable segments');
+  if (segs.length === 0) throw new BootError('ELF has no loadable segments');
+  return { entryVirt, segs };
+}
+
+function placed(entryVirt: bigint, segs: Segment[]): LoadedKernel {
+  let start = Infinity, end = 0, entry = -1;
+  for (const s of segs) {
+    start = Math.min(start, s.paddr);
+    end = Math.max(end, s.paddr + s.memsz);
+    if (entryVirt >= s.vaddr && entryVirt < s.vaddr + BigInt(s.memsz)) entry = s.paddr + Number(entryVirt - s.vaddr);
+  }
   // vmlinux's e_entry is already physical (phys_startup_64); map it when it is virtual.
   if (entry < 0) entry = Number(entryVirt & 0x7fffffffn);
   return { entry, start, end };
+}
+
+/** Loads an ELF64 x86_64 vmlinux into `mem` (guest physical address 0 = mem[0]). */
+export function loadVmlinux(elf: Uint8Array, mem: Uint8Array): LoadedKernel {
+  const { entryVirt, segs } = elfSegments(elf, elf.byteLength, mem.byteLength);
+  for (const s of segs) {
+    mem.set(elf.subarray(s.offset, s.offset + s.filesz), s.paddr);
+    mem.fill(0, s.paddr + s.filesz, s.paddr + s.memsz);
+  }
+  return placed(entryVirt, segs);
+}
+
+/** Like loadVmlinux, reading each segment from the file straight into guest memory (no copy of the file). */
+export function loadVmlinuxFile(file: string, mem: Uint8Array): LoadedKernel {
+  const fd = fs.openSync(file, 'r');
+  try {
+    const size = fs.fstatSync(fd).size;
+    const head = new Uint8Array(Math.min(size, 16384));
+    fs.readSync(fd, head, 0, head.byteLength, 0);
+    const { entryVirt, segs } = elfSegments(head, size, mem.byteLength);
+    for (const s of segs) {
+      let done = 0;
+      while (done < s.filesz) {
+        const n = fs.readSync(fd, mem, s.paddr + done, s.filesz - done, s.offset + done);
+        if (n <= 0) throw new BootError('short read of the kernel image');
+        done += n;
+      }
+      mem.fill(0, s.paddr + s.filesz, s.paddr + s.memsz);
+    }
+    return placed(entryVirt, segs);
+  } finally {
+    fs.closeSync(fd);
+  }
 }
 
 export const E820_RAM = 1;

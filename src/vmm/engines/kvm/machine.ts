@@ -18,7 +18,7 @@ import {
 } from '../../../sys/kvm.js';
 import { kickThread } from '../../../sys/thread-signal.js';
 import { LAYOUT, DEVICE_IRQS, mmioAddress } from './layout.js';
-import { entryRegs, initrdAddress, loadVmlinux, longModeSregs, writeBootParams, writeGdt, writePageTables } from './boot.js';
+import { entryRegs, initrdAddress, loadVmlinuxFile, longModeSregs, writeBootParams, writeGdt, writePageTables } from './boot.js';
 import { writeMpTable } from './mptable.js';
 import { isPvmHost, pvmCmdline } from './pvm-quirks.js';
 import { CTL, CTL_BYTES, vcpuMmapSize, type StopReason } from './vcpu.js';
@@ -130,7 +130,7 @@ export class KvmMachine {
 
       // Kernel, boot parameters, tables.
       const g = this.mem.bytes;
-      const kernel = loadVmlinux(fs.readFileSync(config.kernel), g);
+      const kernel = loadVmlinuxFile(config.kernel, g);
       let initrd: { addr: number; size: number } | undefined;
       if (config.initrd) {
         const data = fs.readFileSync(config.initrd);

@@ -2,7 +2,7 @@
 // synchronously in its own worker thread (one per vCPU); a stop request is
 // a flag plus kvm_run.immediate_exit plus a signal to the thread, so a vCPU
 // blocked inside KVM_RUN (e.g. a halted guest) returns at once.
-import { EXIT, EINTR, RUN, exitName, kvmRun, mapFd, ioctlInt, KVM, type AddrMapping } from '../../../sys/kvm.js';
+import { EXIT, EAGAIN, EINTR, RUN, exitName, kvmRun, mapFd, ioctlInt, KVM, type AddrMapping } from '../../../sys/kvm.js';
 
 export interface ExitHandlers {
   /** port input: return the value (size 1, 2 or 4 bytes) */
@@ -53,6 +53,8 @@ export class VcpuLoop {
       const r = kvmRun(fd);
       if (r < 0) {
         if (r === -EINTR) { v.setUint8(RUN.immediateExit, 0); continue; }
+        // An application processor woken from wait-for-SIPI (INIT/SIPI arrived): run again.
+        if (r === -EAGAIN) continue;
         return { kind: 'error', detail: `KVM_RUN failed: errno ${-r}` };
       }
       this.exits++;
@@ -62,7 +64,7 @@ export class VcpuLoop {
         const size = v.getUint8(RUN.io.size);
         const port = v.getUint16(RUN.io.port, true);
         const count = v.getUint32(RUN.io.count, true);
-        let off = Number(v.getBigUint64(RUN.io.dataOffset, true));
+        let off = v.getUint32(RUN.io.dataOffset, true); // offset into the kvm_run mapping (a few pages)
         for (let i = 0; i < count; i++, off += size) {
           if (dir === 1) {
             const val = size === 1 ? v.getUint8(off) : size === 2 ? v.getUint16(off, true) : v.getUint32(off, true);
