@@ -6,6 +6,7 @@ import { DEFAULT_ROOT } from '../runtime/state.js';
 import { reportError } from './errors.js';
 import { registerRun } from './run.js';
 import { registerLifecycle } from './lifecycle.js';
+import { registerBundle } from './bundle.js';
 
 export interface GlobalOptions {
   root: string;
@@ -32,6 +33,7 @@ export function buildProgram(): Command {
     .showSuggestionAfterError(false);
   registerRun(program);
   registerLifecycle(program);
+  registerBundle(program);
   return program;
 }
 

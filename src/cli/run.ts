@@ -4,20 +4,27 @@ import type { Command } from 'commander';
 import { globalOptions } from './main.js';
 import { runContainer } from '../runtime/run.js';
 import { create, start } from '../runtime/lifecycle.js';
+import { ensureCachedBundle } from '../../rootfs-builder/build.js';
 
 export function registerRun(program: Command): void {
   program
     .command('run')
     .description('create and run a container, wait for it, and exit with its status')
     .argument('<container-id>')
+    .argument('[command...]', 'with --image: the command to run instead of the image\'s')
     .option('-b, --bundle <dir>', 'path to the bundle directory', '.')
+    .option('--image <archive>', 'run an image archive (OCI layout or docker-archive); the bundle is built and cached')
+    .option('--platform <os/arch>', 'with --image: platform to pick from a multi-arch index')
+    .option('--rm', 'accepted: husk run in the foreground always removes the container\'s state', false)
     .option('-d, --detach', 'detach from the container\'s process', false)
     .option('--pid-file <file>', 'write the pid of the container\'s VMM process here (with --detach)')
     .option('--console-socket <path>', 'unix socket that receives the pty master (with --detach)')
     .option('--no-pivot', 'accepted for runc compatibility')
     .option('--no-new-keyring', 'accepted for runc compatibility')
-    .action(async (id: string, o: { bundle: string; detach: boolean; pidFile?: string; consoleSocket?: string }, cmd: Command) => {
+    .action(async (id: string, command: string[], o: { bundle: string; image?: string; platform?: string; detach: boolean; pidFile?: string; consoleSocket?: string }, cmd: Command) => {
       const g = globalOptions(cmd);
+      if (command.length && !o.image) throw new Error('a command after the container id needs --image (a bundle has its own process.args)');
+      if (o.image) o.bundle = await ensureCachedBundle(o.image, { platform: o.platform, args: command.length ? command : undefined });
       if (o.detach) {
         await create({ root: g.root, id, bundle: o.bundle, pidFile: o.pidFile, consoleSocket: o.consoleSocket, debug: g.debug });
         await start(g.root, id);

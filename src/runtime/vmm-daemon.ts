@@ -17,6 +17,7 @@ import { controlSocketPath, serveControl, type ControlReply, type ControlRequest
 import { sendPtyMaster, type HostTerminal } from './console.js';
 import { AgentError, type RunningProcess } from '../agent/client.js';
 import { processStartTime } from '../sys/process.js';
+import { setCloexec } from '../sys/io.js';
 
 export interface DaemonOptions {
   root: string;
@@ -35,6 +36,10 @@ export async function vmmDaemon(o: DaemonOptions): Promise<number> {
     try { fs.appendFileSync(path.join(dir, 'vmm.log'), `${new Date().toISOString()} ${msg}\n`); } catch { /* state dir gone */ }
   };
   process.on('uncaughtException', (err) => { log(`fatal: ${err.stack ?? err.message}`); process.exit(255); });
+  // The status fd must not leak into QEMU: create waits for it to close.
+  setCloexec(o.statusFd);
+  // The container's stdio may go away (its reader exits): that is the container's business, not a crash.
+  for (const s of [process.stdout, process.stderr]) s.on('error', (e) => log(`container stdio: ${e.message}`));
   let reported = false;
   const report = (status: { ok: true } | { ok: false; error: string }) => {
     if (reported) return;

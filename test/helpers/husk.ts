@@ -39,3 +39,24 @@ export async function processesMentioning(needle: string): Promise<string[]> {
   }
   return out;
 }
+
+/**
+ * For verbs whose VMM outlives them (create, run -d): the container's stdio
+ * is inherited by the VMM, so like conmon we hand files, not pipes we would
+ * wait on. Returns the exit code and what husk itself printed.
+ */
+export async function huskDetached(root: string, args: string[], logDir: string) {
+  const tag = `${Date.now()}-${seq++}`;
+  const out = path.join(logDir, `detached-${tag}.out`);
+  const err = path.join(logDir, `detached-${tag}.err`);
+  // Real fds (execa's {file} would pipe through this process and wait for EOF).
+  const outFd = fs.openSync(out, 'w');
+  const errFd = fs.openSync(err, 'w');
+  try {
+    const r = await husk(root, args, { stdout: outFd, stderr: errFd });
+    return { exitCode: r.exitCode, stdout: fs.readFileSync(out), stderr: fs.readFileSync(err), outFile: out };
+  } finally {
+    fs.closeSync(outFd);
+    fs.closeSync(errFd);
+  }
+}

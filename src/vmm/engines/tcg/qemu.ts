@@ -6,6 +6,7 @@ import fs from 'node:fs';
 import type { EngineExit, MachineConfig, RunningEngine } from '../../engine.js';
 
 export const QEMU_BINARY = process.env.HUSK_QEMU ?? 'qemu-system-x86_64';
+const SETPRIV = '/usr/bin/setpriv';
 
 export function qemuArgs(cfg: MachineConfig, socketPaths: string[]): string[] {
   const args = [
@@ -36,7 +37,12 @@ export function qemuArgs(cfg: MachineConfig, socketPaths: string[]): string[] {
 
 export function startQemu(cfg: MachineConfig, socketPaths: string[]): RunningEngine {
   const errLog = fs.openSync(`${cfg.stateDir}/qemu.log`, 'a');
-  const child = spawn(QEMU_BINARY, qemuArgs(cfg, socketPaths), {
+  // QEMU must not outlive husk even when husk is SIGKILLed: setpriv (util-linux)
+  // sets the parent-death signal, which survives its exec of QEMU.
+  const [cmd, args] = fs.existsSync(SETPRIV)
+    ? [SETPRIV, ['--pdeathsig', 'SIGKILL', '--', QEMU_BINARY, ...qemuArgs(cfg, socketPaths)]]
+    : [QEMU_BINARY, qemuArgs(cfg, socketPaths)];
+  const child = spawn(cmd, args, {
     stdio: ['ignore', errLog, errLog],
     detached: false,
   });

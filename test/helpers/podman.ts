@@ -1,0 +1,57 @@
+// A private podman set-up for tests: its own storage, run dir and
+// containers.conf (husk registered as a runtime), and a busybox image
+// imported from the example rootfs; nothing global is touched.
+import { execa } from 'execa';
+import fs from 'node:fs';
+import path from 'node:path';
+import { HUSK, ROOT_DIR } from './husk.js';
+import { makeBusyboxBundle } from '../../rootfs-builder/example-bundle.js';
+
+export const IMAGE = 'localhost/husk-busybox:latest';
+
+export interface Podman {
+  dir: string;
+  run(args: string[], opts?: Parameters<typeof execa>[2]): ReturnType<typeof execa>;
+  cleanup(): Promise<void>;
+}
+
+export function podmanAvailable(): boolean {
+  return fs.existsSync('/usr/bin/podman') && fs.existsSync('/usr/bin/conmon');
+}
+
+export async function setupPodman(dir: string): Promise<Podman> {
+  fs.mkdirSync(dir, { recursive: true });
+  const conf = path.join(dir, 'containers.conf');
+  fs.writeFileSync(conf, [
+    '[containers]',
+    'default_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]',
+    '[engine]',
+    'cgroup_manager = "cgroupfs"',
+    'events_logger = "file"',
+    `runtime_supports_json = ["crun", "runc", "husk"]`,
+    '[engine.runtimes]',
+    `husk = ["${HUSK}"]`,
+    '',
+  ].join('\n'));
+  const env = { ...process.env, CONTAINERS_CONF: conf, HUSK_TEST_ROOT: ROOT_DIR };
+  const base = ['--root', path.join(dir, 'storage'), '--runroot', path.join(dir, 'run'), '--runtime', 'husk'];
+  const run = (args: string[], opts: Parameters<typeof execa>[2] = {}) =>
+    execa('podman', [...base, ...args], { env, reject: false, stdin: 'ignore', ...opts } as never);
+  const images = await run(['images', '-q', IMAGE]);
+  if (!String(images.stdout).trim()) {
+    const b = makeBusyboxBundle(path.join(dir, 'image-src'), { args: ['sh'] });
+    const tar = path.join(dir, 'busybox.tar');
+    await execa('tar', ['-C', path.join(b, 'rootfs'), '-cf', tar, '.']);
+    const imp = await run(['import', '--change', 'CMD ["sh"]', tar, IMAGE]);
+    if (imp.exitCode !== 0) throw new Error(`podman import failed: ${imp.stderr}`);
+  }
+  return {
+    dir,
+    run,
+    async cleanup() {
+      await run(['rm', '-af', '-t', '0']);
+      await run(['system', 'reset', '-f']).catch(() => {});
+      fs.rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}

@@ -1,0 +1,70 @@
+// podman 4.3 (through conmon) with husk as its OCI runtime.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import fs from 'node:fs';
+import path from 'node:path';
+import { execa } from 'execa';
+import { processesMentioning, scratch } from '../helpers/husk.js';
+import { IMAGE, setupPodman, type Podman } from '../helpers/podman.js';
+
+let tmp: ReturnType<typeof scratch>;
+let pm: Podman;
+
+beforeAll(async () => {
+  tmp = scratch('husk-podman-');
+  pm = await setupPodman(path.join(tmp.dir, 'podman'));
+});
+afterAll(async () => {
+  await pm?.cleanup();
+  tmp.cleanup();
+});
+
+const out = (r: { stdout?: unknown }) => String(r.stdout ?? '');
+const err = (r: { stderr?: unknown }) => String(r.stderr ?? '');
+
+describe('podman --runtime husk', () => {
+  it('runs a command and returns its output and exit code', async () => {
+    const r = await pm.run(['run', '--rm', '--network', 'none', IMAGE, 'echo', 'hi']);
+    expect(err(r)).toBe('');
+    expect(out(r)).toBe('hi');
+    expect(r.exitCode).toBe(0);
+    const e = await pm.run(['run', '--rm', '--network', 'none', IMAGE, 'sh', '-c', 'exit 3']);
+    expect(e.exitCode).toBe(3);
+  });
+
+  it('applies user, hostname, env, workdir, volumes and every tmpfs inside the guest', async () => {
+    const vol = path.join(tmp.dir, 'vol');
+    fs.mkdirSync(vol);
+    fs.writeFileSync(path.join(vol, 'f.txt'), 'from host');
+    const r = await pm.run(['run', '--rm', '--network', 'none', '--user', '1000:1000', '--hostname', 'boxy', '-e', 'FOO=bar',
+      '-w', '/tmp', '-v', `${vol}:/data:ro`, '--tmpfs', '/t1', '--tmpfs', '/t2', IMAGE,
+      'sh', '-c', 'id -u; id -g; hostname; echo $FOO; pwd; cat /data/f.txt; echo; touch /data/x 2>/dev/null || echo ro-ok; grep -E " /t[12] " /proc/mounts | cut -d" " -f2,3']);
+    expect(err(r)).toBe('');
+    expect(out(r).split('\n')).toEqual(['1000', '1000', 'boxy', 'bar', '/tmp', 'from host', 'ro-ok', '/t1 tmpfs', '/t2 tmpfs']);
+  });
+
+  it('relays SIGTERM on podman stop (no wait for the SIGKILL timeout)', async () => {
+    const c = await pm.run(['run', '-d', '--network', 'none', IMAGE, 'sh', '-c', 'trap "exit 12" TERM; while :; do sleep 0.1; done']);
+    expect(c.exitCode, err(c)).toBe(0);
+    const id = out(c).trim();
+    const s = await pm.run(['stop', '-t', '60', id]);
+    expect(s.exitCode, err(s)).toBe(0);
+    const code = await pm.run(['inspect', '--format', '{{.State.ExitCode}}', id]);
+    expect(out(code)).toBe('12');
+    expect((await pm.run(['rm', id])).exitCode).toBe(0);
+    expect(await processesMentioning(id)).toEqual([]);
+  });
+
+  it('gives a working terminal with -it', async () => {
+    const r = await execa('script', ['-qec', `podman --root ${pm.dir}/storage --runroot ${pm.dir}/run --runtime husk run -it --rm --network none ${IMAGE} sh -c 'tty; stty size'`, '/dev/null'], {
+      env: { ...process.env, CONTAINERS_CONF: path.join(pm.dir, 'containers.conf'), COLUMNS: '100', LINES: '30' }, reject: false, stdin: 'ignore',
+    });
+    expect(String(r.stdout)).toMatch(/\/dev\/pts\/\d+/);
+    expect(r.exitCode).toBe(0);
+  });
+
+  it('reports a missing executable like runc (exit 127)', async () => {
+    const r = await pm.run(['run', '--rm', '--network', 'none', IMAGE, '/no/such/thing']);
+    expect(r.exitCode).toBe(127);
+    expect(err(r)).toMatch(/no such file or directory/);
+  });
+});
