@@ -62,7 +62,8 @@ export async function create(o: CreateOptions): Promise<void> {
     writeState(dir, st);
     // The config as created: delete runs its poststop hooks even if the bundle is gone by then.
     writeJsonAtomic(path.join(dir, 'config.json'), bundle.spec);
-    const args = [path.join(projectRoot(), 'bin/husk.js'), '--root', path.resolve(o.root)];
+    // --no-warnings: Node's own warnings must never land on the container's stderr.
+    const args = ['--no-warnings', path.join(projectRoot(), 'bin/husk.js'), '--root', path.resolve(o.root)];
     if (o.debug) args.push('--debug');
     args.push('vmm', o.id);
     if (o.consoleSocket) args.push('--console-socket', path.resolve(o.consoleSocket));

@@ -5,7 +5,7 @@ import {
   AT_EMPTY_PATH, AT_FDCWD, O_ACCMODE, O_APPEND, O_CLOEXEC, O_CREAT, O_DSYNC, O_EXCL, O_LARGEFILE,
   O_NOATIME, O_NOFOLLOW, O_NONBLOCK, O_PATH, O_RDONLY, O_SYNC, O_TRUNC,
   S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, S_ISGID, SEEK_DATA, SEEK_END, SEEK_HOLE, SEEK_SET,
-  closeQuiet, dup, fallocate as sysFallocate, fchmod, fchownat, fdatasync, fstat, fsync as sysFsync, lseek as sysLseek,
+  close, closeQuiet, dup, fallocate as sysFallocate, fchmod, fchownat, fdatasync, fstat, fsync as sysFsync, lseek as sysLseek,
   openat, procPath, unlinkat, type Stat,
 } from '../../../sys/fsops.js';
 import { SysError } from '../../../sys/libc.js';
@@ -161,8 +161,7 @@ export function flush(ctx: FsContext, req: Request): OpResult {
   const h = handleOf(ctx, req.id(0), false);
   // close() of a duplicate reports deferred write errors (NFS and friends)
   // the way the guest's close() expects, while the handle stays open.
-  const fd = dup(h.fd);
-  fs.closeSync(fd);
+  close(dup(h.fd));
   return new Uint8Array(0);
 }
 
