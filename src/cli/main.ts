@@ -7,6 +7,7 @@ import { reportError } from './errors.js';
 import { registerRun } from './run.js';
 import { registerLifecycle } from './lifecycle.js';
 import { registerBundle } from './bundle.js';
+import { registerFeatures } from './features.js';
 
 export interface GlobalOptions {
   root: string;
@@ -34,6 +35,7 @@ export function buildProgram(): Command {
   registerRun(program);
   registerLifecycle(program);
   registerBundle(program);
+  registerFeatures(program);
   return program;
 }
 
