@@ -37,21 +37,22 @@ export async function startContainerd(dir: string, ociArchive: string): Promise<
   fs.closeSync(log);
   const ctr = (args: string[], opts: Parameters<typeof execa>[2] = {}) =>
     execa('ctr', ['--address', address, ...args], { reject: false, stdin: 'ignore', ...opts } as never);
-  for (let i = 0; ; i++) {
-    if ((await ctr(['version'])).exitCode === 0) break;
-    if (i > 200) throw new Error(`containerd did not start: ${fs.readFileSync(path.join(dir, 'containerd.log'), 'utf8').slice(-2000)}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  const imp = await ctr(['image', 'import', '--base-name', 'localhost/husk-busybox', ociArchive]);
-  if (imp.exitCode !== 0) throw new Error(`ctr image import failed: ${imp.stderr}`);
-  return {
-    address,
-    ctr,
-    async stop() {
-      daemon.kill('SIGTERM');
-      await new Promise((r) => (daemon.exitCode !== null ? r(null) : daemon.once('exit', r)));
-      fs.rmSync(`/run/husk-ctd-${process.pid}`, { recursive: true, force: true });
-      fs.rmSync(address, { force: true });
-    },
+  const stop = async () => {
+    daemon.kill('SIGTERM');
+    await new Promise((r) => (daemon.exitCode !== null ? r(null) : daemon.once('exit', r)));
+    for (const p of [`/run/husk-ctd-${process.pid}`, address, `${address}.ttrpc`]) fs.rmSync(p, { recursive: true, force: true });
   };
+  try {
+    for (let i = 0; ; i++) {
+      if ((await ctr(['version'])).exitCode === 0) break;
+      if (i > 200) throw new Error(`containerd did not start: ${fs.readFileSync(path.join(dir, 'containerd.log'), 'utf8').slice(-2000)}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    const imp = await ctr(['image', 'import', '--base-name', 'localhost/husk-busybox', ociArchive]);
+    if (imp.exitCode !== 0) throw new Error(`ctr image import failed: ${imp.stderr}`);
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+  return { address, ctr, stop };
 }
