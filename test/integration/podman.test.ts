@@ -27,8 +27,50 @@ describe('podman --runtime husk', () => {
     expect(err(r)).toBe('');
     expect(out(r)).toBe('hi');
     expect(r.exitCode).toBe(0);
-    const e = await pm.run(['run', '--rm', '--network', 'none', IMAGE, 'sh', '-c', 'exit 3']);
-    expect(e.exitCode).toBe(3);
+    const e = await pm.run(['run', '--rm', '--network', 'none', IMAGE, 'sh', '-c', 'exit 7']);
+    expect(e.exitCode).toBe(7);
+    const k = await pm.run(['run', '--rm', '--network', 'none', IMAGE, 'sh', '-c', 'kill -9 $$']);
+    expect(k.exitCode).toBe(137);
+  });
+
+  it('stop -t 2 of a process that ignores TERM ends with 137; kill -s USR1 reaches the process', async () => {
+    const c = await pm.run(['run', '-d', '--network', 'none', IMAGE, 'sh', '-c',
+      'trap "" TERM; trap "echo got-usr1" USR1; echo ready; while :; do sleep 0.1; done']);
+    expect(c.exitCode, err(c)).toBe(0);
+    const id = out(c).trim();
+    for (let i = 0; !out(await pm.run(['logs', id])).includes('ready'); i++) {
+      if (i > 300) throw new Error('container never became ready');
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    expect((await pm.run(['kill', '-s', 'USR1', id])).exitCode).toBe(0);
+    for (let i = 0; !out(await pm.run(['logs', id])).includes('got-usr1'); i++) {
+      if (i > 100) throw new Error(`USR1 never arrived: ${out(await pm.run(['logs', id]))}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    expect((await pm.run(['stop', '-t', '2', id])).exitCode).toBe(0);
+    expect(out(await pm.run(['inspect', '--format', '{{.State.ExitCode}}', id]))).toBe('137');
+    expect((await pm.run(['rm', id])).exitCode).toBe(0);
+  });
+
+  it('sizes the guest from --memory and honours --read-only', async () => {
+    const r = await pm.run(['run', '--rm', '--network', 'none', '--memory', '1g', '--read-only', IMAGE, 'sh', '-c',
+      'grep MemTotal /proc/meminfo; touch /x 2>/dev/null && echo writable || echo read-only']);
+    expect(err(r)).toBe('');
+    const kib = Number(/MemTotal:\s+(\d+) kB/.exec(out(r))![1]);
+    // 1 GiB for the container plus the guest's own overhead, minus what the kernel keeps.
+    expect(kib).toBeGreaterThan(1000 * 1024);
+    expect(kib).toBeLessThan(1100 * 1024);
+    expect(out(r)).toMatch(/read-only$/);
+  });
+
+  it('rm -f leaves nothing behind: no VMM or QEMU process, no state, no mounts', async () => {
+    const c = await pm.run(['run', '-d', '--network', 'none', '-v', `${tmp.dir}:/data`, IMAGE, 'sleep', '1000']);
+    expect(c.exitCode, err(c)).toBe(0);
+    const id = out(c).trim();
+    expect((await pm.run(['rm', '-f', '-t', '0', id])).exitCode).toBe(0);
+    expect(await processesMentioning(id)).toEqual([]);
+    expect(fs.existsSync(path.join('/run/husk', id))).toBe(false);
+    expect(fs.readFileSync('/proc/self/mountinfo', 'utf8')).not.toContain(id);
   });
 
   it('applies user, hostname, env, workdir, volumes and every tmpfs inside the guest', async () => {
