@@ -153,6 +153,48 @@ export class ChainError extends QueueError {
 
 export { GuestMemoryError };
 
+/**
+ * Services every chain the driver has made available: `handle` returns the
+ * bytes it wrote into the chain. A malformed chain is completed empty and
+ * reported through `onBadChain`; a broken ring (index or ring address out of
+ * bounds) stops the loop and is logged. The driver is interrupted every
+ * `notifyEvery` chains and once at the end. Returns the chains completed.
+ */
+export function serviceQueue(
+  vq: Virtqueue,
+  handle: (chain: DescriptorChain) => number,
+  opts: { label: string; log: (msg: string) => void; onBadChain?: () => void; notifyEvery?: number },
+): number {
+  const every = opts.notifyEvery ?? Infinity;
+  let done = 0;
+  let unsignalled = 0;
+  for (;;) {
+    let chain: DescriptorChain | null;
+    let written = 0;
+    try {
+      chain = vq.pop();
+      if (!chain) break;
+      written = handle(chain);
+    } catch (err) {
+      if (err instanceof ChainError) {
+        opts.onBadChain?.();
+        opts.log(`${opts.label}: bad chain: ${err.message}`);
+        chain = { head: err.head, readable: [], writable: [] };
+      } else if (err instanceof QueueError || err instanceof GuestMemoryError) {
+        opts.log(`${opts.label}: queue broken: ${err.message}`);
+        break;
+      } else {
+        throw err;
+      }
+    }
+    vq.push(chain.head, written);
+    done++;
+    if (++unsignalled >= every) { vq.notify(); unsignalled = 0; }
+  }
+  if (unsignalled) vq.notify();
+  return done;
+}
+
 /** Total byte length of a list of buffers. */
 export function totalLength(bufs: Uint8Array[]): number {
   let n = 0;

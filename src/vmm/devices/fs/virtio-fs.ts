@@ -2,8 +2,7 @@
 // queues 1.. carry FUSE requests. Each descriptor chain is one request that
 // the FUSE passthrough server answers in place, in guest memory.
 import { type DeviceEnv, type VirtioDevice, VIRTIO_ID_FS } from '../../virtio/device.js';
-import { ChainError, QueueError } from '../../virtio/queue.js';
-import { GuestMemoryError } from '../../memory.js';
+import { serviceQueue } from '../../virtio/queue.js';
 import { FuseServer, type ExportSpec } from './fuse-server.js';
 
 export interface VirtioFsOptions {
@@ -58,33 +57,10 @@ export class VirtioFsDevice implements VirtioDevice {
   notify(index: number): void {
     const vq = this.env?.queue(index);
     if (!vq) return;
-    let done = 0;
-    for (;;) {
-      let chain;
-      try {
-        chain = vq.pop();
-      } catch (err) {
-        if (err instanceof ChainError) {
-          this.badChains++;
-          this.env!.log(`virtio-fs: bad chain: ${err.message}`);
-          vq.push(err.head, 0);
-          done++;
-          continue;
-        }
-        if (err instanceof QueueError || err instanceof GuestMemoryError) {
-          this.env!.log(`virtio-fs: queue ${index} broken: ${err.message}`);
-          break;
-        }
-        throw err;
-      }
-      if (!chain) break;
-      const written = this.server.handle({ readable: chain.readable, writable: chain.writable });
-      vq.push(chain.head, written);
-      done++;
-      // Interrupt in batches so a long run of requests does not starve the guest.
-      if (done % 16 === 0) vq.notify();
-    }
-    if (done % 16 !== 0) vq.notify();
+    // Interrupt in batches so a long run of requests does not starve the guest.
+    serviceQueue(vq, (chain) => this.server.handle(chain), {
+      label: 'virtio-fs', log: this.env!.log, onBadChain: () => { this.badChains++; }, notifyEvery: 16,
+    });
   }
 
   reset(): void {

@@ -5,7 +5,7 @@
 // Everything in a guest packet is untrusted: lengths, ports, CIDs and
 // credit values are checked, and a misbehaving stream is reset, not trusted.
 import { type DeviceEnv, type VirtioDevice, VIRTIO_ID_VSOCK } from '../../virtio/device.js';
-import { ChainError, QueueError, gather, scatter, sliceFrom, totalLength, type Virtqueue } from '../../virtio/queue.js';
+import { ChainError, QueueError, gather, scatter, serviceQueue, sliceFrom, totalLength, type Virtqueue } from '../../virtio/queue.js';
 import { GuestMemoryError } from '../../memory.js';
 import { acceptUnix, connectUnix, listenUnix, shutdownWrite } from '../../../sys/unix-socket.js';
 import {
@@ -136,36 +136,15 @@ export class VsockDevice implements VirtioDevice {
   private processTx(): void {
     const vq = this.env?.queue(TXQ);
     if (!vq) return;
-    let any = false;
-    for (;;) {
-      let chain;
-      try {
-        chain = vq.pop();
-      } catch (err) {
-        if (err instanceof ChainError) {
-          this.counters.badPackets!++;
-          this.env!.log(`vsock: bad tx chain: ${err.message}`);
-          vq.push(err.head, 0);
-          any = true;
-          continue;
-        }
-        if (err instanceof QueueError || err instanceof GuestMemoryError) {
-          this.env!.log(`vsock: tx queue broken: ${err.message}`);
-          break;
-        }
-        throw err;
-      }
-      if (!chain) break;
-      any = true;
+    serviceQueue(vq, (chain) => {
       try {
         this.handleTxPacket(chain.readable);
       } catch (err) {
         this.counters.badPackets!++;
         this.env!.log(`vsock: tx packet: ${err instanceof Error ? err.message : String(err)}`);
       }
-      vq.push(chain.head, 0);
-    }
-    if (any) vq.notify();
+      return 0;
+    }, { label: 'vsock tx', log: this.env!.log, onBadChain: () => { this.counters.badPackets!++; } });
   }
 
   private handleTxPacket(readable: Uint8Array[]): void {
