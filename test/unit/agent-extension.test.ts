@@ -6,48 +6,19 @@
 // (native/agent's `make nstest` applies it in PID 1 mode). The uid/capability
 // tests need root, as the agent in the guest is.
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import type { Duplex } from 'node:stream';
-import { FrameReader, MsgType, Tag, TlvWriter, attrInt, attrString, encodeFrame, parseTlv, type Frame } from '../../src/agent/protocol.js';
+import { MsgType, Tag, TlvWriter, attrInt, attrString, encodeFrame, parseTlv, type Frame } from '../../src/agent/protocol.js';
+import { startTestAgent, type TestAgent } from '../helpers/test-agent.js';
 
-const AGENT = path.resolve(import.meta.dirname, '../../native/agent/build/husk-agent');
 const isRoot = process.getuid?.() === 0;
 const EPERM = 1, ENOENT = 2, ESRCH = 3, EINVAL = 22, ENOTTY = 25;
 
-let child: ChildProcess;
-let sock: Duplex;
-let reader: FrameReader;
-let frames: Frame[] = [];
-let waiters: (() => void)[] = [];
-
-beforeEach(() => {
-  child = spawn(AGENT, ['--test-fd', '3'], { stdio: ['ignore', 'ignore', 'inherit', 'pipe'] });
-  sock = child.stdio[3] as Duplex;
-  reader = new FrameReader();
-  frames = [];
-  sock.on('data', (d: Buffer) => {
-    reader.push(d);
-    for (let f = reader.next(); f; f = reader.next()) frames.push(f);
-    waiters.splice(0).forEach((w) => w());
-  });
-});
-afterEach(async () => {
-  child.kill('SIGKILL');
-  await new Promise((r) => child.once('exit', r));
-});
-
-async function waitFor(pred: (f: Frame) => boolean, what: string): Promise<Frame> {
-  const deadline = Date.now() + 10_000;
-  for (;;) {
-    const f = frames.find(pred);
-    if (f) return f;
-    if (Date.now() > deadline) throw new Error(`no ${what}; got types ${frames.map((x) => x.type)}`);
-    await new Promise<void>((r) => { waiters.push(r); setTimeout(r, 100); });
-  }
-}
+let agent: TestAgent;
+beforeEach(() => { agent = startTestAgent(); });
+afterEach(() => agent.stop());
+const waitFor = (pred: (f: Frame) => boolean, what: string) => agent.waitFor(pred, what);
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -60,11 +31,11 @@ function runPayload(args: string[], extra?: (w: TlvWriter) => void): Uint8Array 
 }
 
 function run(id: number, args: string[], extra?: (w: TlvWriter) => void): void {
-  sock.write(encodeFrame(MsgType.RUN, id, runPayload(args, extra)));
+  agent.sock.write(encodeFrame(MsgType.RUN, id, runPayload(args, extra)));
 }
 
 function output(id: number, type: number = MsgType.STDOUT): string {
-  return Buffer.concat(frames.filter((f) => f.id === id && f.type === type).map((f) => f.payload)).toString();
+  return Buffer.concat(agent.frames.filter((f) => f.id === id && f.type === type).map((f) => f.payload)).toString();
 }
 
 async function exitOf(id: number): Promise<number> {
@@ -132,7 +103,7 @@ function mountRecord(type: string, source: string, destination: string, data = '
 function setup(id: number, build: (w: TlvWriter) => void): void {
   const w = new TlvWriter();
   build(w);
-  sock.write(encodeFrame(MsgType.SETUP, id, w.finish()));
+  agent.sock.write(encodeFrame(MsgType.SETUP, id, w.finish()));
 }
 
 describe('guest agent extension A (test mode)', () => {
@@ -151,10 +122,10 @@ describe('guest agent extension A (test mode)', () => {
       expect(pid).toBeGreaterThan(0);
       await sleep(300);
       expect(fs.existsSync(marker)).toBe(false);
-      expect(frames.some((f) => f.id === 1 && f.type === MsgType.STARTED)).toBe(false);
-      sock.write(encodeFrame(MsgType.START, 1));
+      expect(agent.frames.some((f) => f.id === 1 && f.type === MsgType.STARTED)).toBe(false);
+      agent.sock.write(encodeFrame(MsgType.START, 1));
       expect(await exitOf(1)).toBe(0);
-      const started = frames.find((f) => f.id === 1 && f.type === MsgType.STARTED)!;
+      const started = agent.frames.find((f) => f.id === 1 && f.type === MsgType.STARTED)!;
       expect(attrInt(parseTlv(started.payload), Tag.PID)).toBe(pid);
       expect(output(1)).toBe('started\n');
       expect(fs.existsSync(marker)).toBe(true);
@@ -166,15 +137,15 @@ describe('guest agent extension A (test mode)', () => {
   it('HOLD of a missing executable is an ERROR, and START/SIGNAL errors are reported', async () => {
     run(2, ['no-such-command-xyz'], (w) => w.u8(Tag.HOLD, 1));
     expect(await errorOf(2)).toEqual({ errno: ENOENT, message: 'exec: "no-such-command-xyz": executable file not found in $PATH' });
-    expect(frames.some((f) => f.id === 2 && f.type === MsgType.CREATED)).toBe(false);
-    sock.write(encodeFrame(MsgType.START, 3));
+    expect(agent.frames.some((f) => f.id === 2 && f.type === MsgType.CREATED)).toBe(false);
+    agent.sock.write(encodeFrame(MsgType.START, 3));
     expect((await errorOf(3)).errno).toBe(ESRCH);
     // a held process ended by SIGNAL: EXIT, never STARTED
     run(4, ['true'], (w) => w.u8(Tag.HOLD, 1));
     await waitFor((f) => f.id === 4 && f.type === MsgType.CREATED, 'CREATED');
-    sock.write(encodeFrame(MsgType.SIGNAL, 4, new TlvWriter().u32(Tag.SIGNO, 15).finish()));
+    agent.sock.write(encodeFrame(MsgType.SIGNAL, 4, new TlvWriter().u32(Tag.SIGNO, 15).finish()));
     expect(await exitOf(4)).toBe(143);
-    expect(frames.some((f) => f.id === 4 && f.type === MsgType.STARTED)).toBe(false);
+    expect(agent.frames.some((f) => f.id === 4 && f.type === MsgType.STARTED)).toBe(false);
   });
 
   it.skipIf(!isRoot)('sets UID, GID and exactly the GIDS', async () => {
@@ -251,22 +222,22 @@ describe('guest agent extension A (test mode)', () => {
     run(15, ['sh', '-c', 'tty; stty size; read line; stty size; echo "got $line"'],
       (w) => w.u8(Tag.TERMINAL, 1).bytes(Tag.WINSIZE, winsize(33, 111)));
     await waitFor(() => output(15).includes('33 111'), 'first stty size');
-    sock.write(encodeFrame(MsgType.RESIZE, 15, new TlvWriter().bytes(Tag.WINSIZE, winsize(44, 99)).finish()));
-    sock.write(encodeFrame(MsgType.STDIN, 15)); // no EOF on a terminal: ignored
-    sock.write(encodeFrame(MsgType.STDIN, 15, Buffer.from('hello\n')));
+    agent.sock.write(encodeFrame(MsgType.RESIZE, 15, new TlvWriter().bytes(Tag.WINSIZE, winsize(44, 99)).finish()));
+    agent.sock.write(encodeFrame(MsgType.STDIN, 15)); // no EOF on a terminal: ignored
+    agent.sock.write(encodeFrame(MsgType.STDIN, 15, Buffer.from('hello\n')));
     expect(await exitOf(15)).toBe(0);
     const lines = output(15).split('\r\n');
     expect(lines[0]).toMatch(/^\/dev\/pts\/\d+$/);
     expect(lines.slice(1)).toEqual(['33 111', 'hello', '44 99', 'got hello', '']);
-    expect(frames.some((f) => f.id === 15 && f.type === MsgType.STDERR)).toBe(false);
+    expect(agent.frames.some((f) => f.id === 15 && f.type === MsgType.STDERR)).toBe(false);
     // RESIZE of a process without a terminal, of nothing, and malformed
     run(16, ['sleep', '5']);
     await waitFor((f) => f.id === 16 && f.type === MsgType.STARTED, 'STARTED');
-    sock.write(encodeFrame(MsgType.RESIZE, 16, new TlvWriter().bytes(Tag.WINSIZE, winsize(1, 1)).finish()));
+    agent.sock.write(encodeFrame(MsgType.RESIZE, 16, new TlvWriter().bytes(Tag.WINSIZE, winsize(1, 1)).finish()));
     expect((await errorOf(16)).errno).toBe(ENOTTY);
-    sock.write(encodeFrame(MsgType.RESIZE, 17, new TlvWriter().bytes(Tag.WINSIZE, winsize(1, 1)).finish()));
+    agent.sock.write(encodeFrame(MsgType.RESIZE, 17, new TlvWriter().bytes(Tag.WINSIZE, winsize(1, 1)).finish()));
     expect((await errorOf(17)).errno).toBe(ESRCH);
-    sock.write(encodeFrame(MsgType.RESIZE, 18, new TlvWriter().bytes(Tag.WINSIZE, new Uint8Array(3)).finish()));
+    agent.sock.write(encodeFrame(MsgType.RESIZE, 18, new TlvWriter().bytes(Tag.WINSIZE, new Uint8Array(3)).finish()));
     expect((await errorOf(18)).errno).toBe(EINVAL);
   });
 
@@ -319,18 +290,18 @@ describe('guest agent extension A (test mode)', () => {
       (w) => w.bytes(Tag.ROOTFS_RO, new Uint8Array(0)),
     ];
     for (const [i, b] of bad.entries()) {
-      const before = frames.length;
+      const before = agent.frames.length;
       setup(0, b);
-      const f = await waitFor((x) => frames.indexOf(x) >= before && (x.type === MsgType.ERROR || x.type === MsgType.SETUP_DONE), `answer ${i}`);
+      const f = await waitFor((x) => agent.frames.indexOf(x) >= before && (x.type === MsgType.ERROR || x.type === MsgType.SETUP_DONE), `answer ${i}`);
       expect(f.type, `case ${i}`).toBe(MsgType.ERROR);
       expect(attrInt(parseTlv(f.payload), Tag.ERRNO), `case ${i}`).toBe(EINVAL);
     }
     // an attribute that overruns the payload, and a SETUP with a non-zero id
-    sock.write(encodeFrame(MsgType.SETUP, 0, Uint8Array.of(28, 0, 255, 255, 255, 255)));
+    agent.sock.write(encodeFrame(MsgType.SETUP, 0, Uint8Array.of(28, 0, 255, 255, 255, 255)));
     setup(9, () => {});
     expect((await errorOf(9)).errno).toBe(EINVAL);
 
-    const before = frames.length;
+    const before = agent.frames.length;
     setup(0, (w) => {
       w.string(Tag.HOSTNAME, 'box').string(Tag.DOMAINNAME, 'example.org');
       w.bytes(Tag.MOUNT, mountRecord('proc', 'proc', '/proc', '', 2 | 4 | 8));
@@ -341,12 +312,12 @@ describe('guest agent extension A (test mode)', () => {
       w.string(Tag.MASKED, '/proc/kcore').string(Tag.READONLY, '/proc/sys').string(Tag.SYSCTL, 'net.ipv4.ip_forward=1');
       w.u8(Tag.ROOTFS_RO, 1).bytes(999, Buffer.from('unknown tags are ignored'));
     });
-    await waitFor((f) => frames.indexOf(f) >= before && f.type === MsgType.SETUP_DONE, 'SETUP_DONE');
-    const errors = frames.slice(before).filter((f) => f.type === MsgType.ERROR);
+    await waitFor((f) => agent.frames.indexOf(f) >= before && f.type === MsgType.SETUP_DONE, 'SETUP_DONE');
+    const errors = agent.frames.slice(before).filter((f) => f.type === MsgType.ERROR);
     expect(errors).toEqual([]);
     // only once
     setup(0, () => {});
-    await waitFor((f) => frames.indexOf(f) > before && f.type === MsgType.ERROR && f.id === 0, 'second SETUP refused');
+    await waitFor((f) => agent.frames.indexOf(f) > before && f.type === MsgType.ERROR && f.id === 0, 'second SETUP refused');
     run(21, ['echo', 'ok']);
     expect(await exitOf(21)).toBe(0);
     expect(output(21)).toBe('ok\n');

@@ -1,53 +1,25 @@
 // The real guest agent binary in its host test mode (--test-fd): protocol
 // handling, exit statuses and robustness against garbage, without a VM.
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
-import type { Duplex } from 'node:stream';
-import { FrameReader, MsgType, Tag, TlvWriter, attrInt, attrString, encodeFrame, parseTlv, type Frame } from '../../src/agent/protocol.js';
+import { MsgType, Tag, TlvWriter, attrInt, attrString, encodeFrame, parseTlv, type Frame } from '../../src/agent/protocol.js';
+import { startTestAgent, type TestAgent } from '../helpers/test-agent.js';
 
-const AGENT = path.resolve(import.meta.dirname, '../../native/agent/build/husk-agent');
 
-let child: ChildProcess;
-let sock: Duplex;
-const reader = new FrameReader();
-let frames: Frame[] = [];
-let waiters: (() => void)[] = [];
-
-beforeEach(() => {
-  child = spawn(AGENT, ['--test-fd', '3'], { stdio: ['ignore', 'ignore', 'inherit', 'pipe'] });
-  sock = child.stdio[3] as Duplex;
-  frames = [];
-  sock.on('data', (d: Buffer) => {
-    reader.push(d);
-    for (let f = reader.next(); f; f = reader.next()) frames.push(f);
-    waiters.splice(0).forEach((w) => w());
-  });
-});
-afterEach(async () => {
-  child.kill('SIGKILL');
-  await new Promise((r) => child.once('exit', r));
-});
-
-async function waitFor(pred: (f: Frame) => boolean, what: string): Promise<Frame> {
-  const deadline = Date.now() + 10_000;
-  for (;;) {
-    const f = frames.find(pred);
-    if (f) return f;
-    if (Date.now() > deadline) throw new Error(`no ${what}; got types ${frames.map((x) => x.type)}`);
-    await new Promise<void>((r) => { waiters.push(r); setTimeout(r, 100); });
-  }
-}
+let agent: TestAgent;
+beforeEach(() => { agent = startTestAgent(); });
+afterEach(() => agent.stop());
+const waitFor = (pred: (f: Frame) => boolean, what: string) => agent.waitFor(pred, what);
 
 function run(id: number, args: string[]): void {
   const w = new TlvWriter();
   args.forEach((a) => w.string(Tag.ARG, a));
   w.string(Tag.ENV, 'PATH=/usr/bin:/bin').string(Tag.CWD, '/');
-  sock.write(encodeFrame(MsgType.RUN, id, w.finish()));
+  agent.sock.write(encodeFrame(MsgType.RUN, id, w.finish()));
 }
 
 function output(id: number, type: number): string {
-  return Buffer.concat(frames.filter((f) => f.id === id && f.type === type).map((f) => f.payload)).toString();
+  return Buffer.concat(agent.frames.filter((f) => f.id === id && f.type === type).map((f) => f.payload)).toString();
 }
 
 describe('guest agent protocol (test mode)', () => {
@@ -61,7 +33,7 @@ describe('guest agent protocol (test mode)', () => {
   it('runs a process: STARTED, STDOUT/STDERR apart, EXIT with code or 128+signal', async () => {
     run(1, ['sh', '-c', 'echo out; echo err >&2; exit 7']);
     const exit = await waitFor((f) => f.id === 1 && f.type === MsgType.EXIT, 'EXIT');
-    expect(frames.find((f) => f.id === 1 && f.type === MsgType.STARTED)).toBeDefined();
+    expect(agent.frames.find((f) => f.id === 1 && f.type === MsgType.STARTED)).toBeDefined();
     expect(output(1, MsgType.STDOUT)).toBe('out\n');
     expect(output(1, MsgType.STDERR)).toBe('err\n');
     expect(attrInt(parseTlv(exit.payload), Tag.STATUS, true)).toBe(7);
@@ -73,7 +45,7 @@ describe('guest agent protocol (test mode)', () => {
   it('relays SIGNAL to the process', async () => {
     run(3, ['sh', '-c', 'trap "exit 42" TERM; echo ready; while :; do sleep 0.05; done']);
     await waitFor((f) => f.id === 3 && f.type === MsgType.STDOUT, 'ready');
-    sock.write(encodeFrame(MsgType.SIGNAL, 3, new TlvWriter().u32(Tag.SIGNO, 15).finish()));
+    agent.sock.write(encodeFrame(MsgType.SIGNAL, 3, new TlvWriter().u32(Tag.SIGNO, 15).finish()));
     const exit = await waitFor((f) => f.id === 3 && f.type === MsgType.EXIT, 'EXIT');
     expect(attrInt(parseTlv(exit.payload), Tag.STATUS, true)).toBe(42);
   });
@@ -84,18 +56,18 @@ describe('guest agent protocol (test mode)', () => {
     expect(attrString(parseTlv(err.payload), Tag.MESSAGE)).toBe('exec: "no-such-command-xyz": executable file not found in $PATH');
   });
 
-  it('survives garbage, bad TLV, unknown types and oversized frames, and keeps working', async () => {
+  it('survives garbage, bad TLV, unknown types and oversized agent.frames, and keeps working', async () => {
     await waitFor((f) => f.type === MsgType.HELLO, 'HELLO');
-    sock.write(encodeFrame(MsgType.RUN, 5, Uint8Array.of(3, 0, 255, 255, 255, 255)));
-    sock.write(encodeFrame(77, 6));
+    agent.sock.write(encodeFrame(MsgType.RUN, 5, Uint8Array.of(3, 0, 255, 255, 255, 255)));
+    agent.sock.write(encodeFrame(77, 6));
     const big = new Uint8Array(12);
     new DataView(big.buffer).setUint32(0, 2 << 20, true);
     new DataView(big.buffer).setUint16(4, MsgType.STDIN, true);
-    sock.write(big);
-    sock.write(new Uint8Array(2 << 20));
+    agent.sock.write(big);
+    agent.sock.write(new Uint8Array(2 << 20));
     run(8, ['echo', 'still alive']);
     await waitFor((f) => f.id === 8 && f.type === MsgType.EXIT, 'EXIT after garbage');
-    const errnos = frames.filter((f) => f.type === MsgType.ERROR).map((f) => attrInt(parseTlv(f.payload), Tag.ERRNO, true));
+    const errnos = agent.frames.filter((f) => f.type === MsgType.ERROR).map((f) => attrInt(parseTlv(f.payload), Tag.ERRNO, true));
     expect(errnos).toEqual(expect.arrayContaining([22, 38, 7])); // EINVAL, ENOSYS, E2BIG
     expect(output(8, MsgType.STDOUT)).toBe('still alive\n');
   });

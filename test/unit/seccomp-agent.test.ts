@@ -2,50 +2,22 @@
 // host test mode (--test-fd, see agent-protocol.test.ts) installs the program
 // from the RUN attribute SECCOMP right before execve.
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import type { Duplex } from 'node:stream';
-import { FrameReader, MsgType, Tag, TlvWriter, attrInt, encodeFrame, parseTlv, type Frame } from '../../src/agent/protocol.js';
+import { MsgType, Tag, TlvWriter, attrInt, encodeFrame, parseTlv, type Frame } from '../../src/agent/protocol.js';
 import { compileSeccomp } from '../../src/oci/seccomp/compile.js';
+import { startTestAgent, type TestAgent } from '../helpers/test-agent.js';
 
-const AGENT = path.resolve(import.meta.dirname, '../../native/agent/build/husk-agent');
 // docs/agent-protocol.md, extension A.
 const A_NO_NEW_PRIVS = 21;
 const A_SECCOMP = 23;
 const A_SECCOMP_FLAGS = 24;
 const A_FEATURES = 40;
 
-let child: ChildProcess;
-let sock: Duplex;
-let frames: Frame[] = [];
-let waiters: (() => void)[] = [];
-
-beforeEach(() => {
-  const reader = new FrameReader();
-  child = spawn(AGENT, ['--test-fd', '3'], { stdio: ['ignore', 'ignore', 'inherit', 'pipe'] });
-  sock = child.stdio[3] as Duplex;
-  frames = [];
-  sock.on('data', (d: Buffer) => {
-    reader.push(d);
-    for (let f = reader.next(); f; f = reader.next()) frames.push(f);
-    waiters.splice(0).forEach((w) => w());
-  });
-});
-afterEach(async () => {
-  child.kill('SIGKILL');
-  await new Promise((r) => child.once('exit', r));
-});
-
-async function waitFor(pred: (f: Frame) => boolean, what: string): Promise<Frame> {
-  const deadline = Date.now() + 10_000;
-  for (;;) {
-    const f = frames.find(pred);
-    if (f) return f;
-    if (Date.now() > deadline) throw new Error(`no ${what}; got types ${frames.map((x) => x.type)}`);
-    await new Promise<void>((r) => { waiters.push(r); setTimeout(r, 100); });
-  }
-}
+let agent: TestAgent;
+beforeEach(() => { agent = startTestAgent(); });
+afterEach(() => agent.stop());
+const waitFor = (pred: (f: Frame) => boolean, what: string) => agent.waitFor(pred, what);
 
 async function runUnder(id: number, profile: unknown, args: string[]): Promise<{ status: number; stdout: string; stderr: string }> {
   const hello = await waitFor((f) => f.type === MsgType.HELLO, 'HELLO');
@@ -57,9 +29,9 @@ async function runUnder(id: number, profile: unknown, args: string[]): Promise<{
     const c = compileSeccomp(profile);
     w.u8(A_NO_NEW_PRIVS, 1).bytes(A_SECCOMP, c.program).u32(A_SECCOMP_FLAGS, c.flags);
   }
-  sock.write(encodeFrame(MsgType.RUN, id, w.finish()));
+  agent.sock.write(encodeFrame(MsgType.RUN, id, w.finish()));
   const end = await waitFor((f) => f.id === id && (f.type === MsgType.EXIT || f.type === MsgType.ERROR), `EXIT ${id}`);
-  const text = (type: number): string => Buffer.concat(frames.filter((f) => f.id === id && f.type === type).map((f) => f.payload)).toString();
+  const text = (type: number): string => Buffer.concat(agent.frames.filter((f) => f.id === id && f.type === type).map((f) => f.payload)).toString();
   expect(end.type).toBe(MsgType.EXIT);
   return { status: attrInt(parseTlv(end.payload), Tag.STATUS, true)!, stdout: text(MsgType.STDOUT), stderr: text(MsgType.STDERR) };
 }
