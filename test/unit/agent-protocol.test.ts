@@ -1,7 +1,6 @@
 // The real guest agent binary in its host test mode (--test-fd): protocol
 // handling, exit statuses and robustness against garbage, without a VM.
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import path from 'node:path';
 import { MsgType, Tag, TlvWriter, attrInt, attrString, encodeFrame, parseTlv, type Frame } from '../../src/agent/protocol.js';
 import { startTestAgent, type TestAgent } from '../helpers/test-agent.js';
 
