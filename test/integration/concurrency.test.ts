@@ -97,6 +97,7 @@ describe('concurrent clients on one container', () => {
     const [s, ...starting] = await Promise.all([husk(root, ['start', id], { timeout: 180_000 }), ...burst(id)]);
     expect(s.exitCode, text(s.stderr)).toBe(0);
     const during = check(id, pid, starting);
+    console.log("DBG start", JSON.stringify(summary(during)));
     expect(during.filter((o) => o.verb === 'state' && o.exitCode === 0).length, JSON.stringify(summary(during))).toBeGreaterThan(0);
     for (const o of during) if (o.verb === 'state' && o.exitCode === 0) expect(['created', 'running']).toContain(o.status);
     const after = await husk(root, ['state', id]);
@@ -110,6 +111,7 @@ describe('concurrent clients on one container', () => {
     expect(k.exitCode, text(k.stderr)).toBe(0);
     await until(() => !alive(pid), 'VMM exit after SIGKILL');
     const stopped = check(id, pid, await stopping);
+    console.log("DBG stop", JSON.stringify(summary(stopped)));
     // Any `kill` that failed did so because the container was (being) stopped.
     for (const o of stopped) if (o.verb === 'kill' && o.exitCode !== 0) expect(o.stderr).not.toMatch(/does not exist|corrupt/);
 

@@ -157,6 +157,13 @@ describe('husk bundle create + husk run', () => {
     expect(Buffer.from(r.stdout as Uint8Array).toString()).toBe('hi\n');
   });
 
+  it('`husk run --image ARCHIVE --rm ID echo hi` prints hi', async () => {
+    const env = { ...process.env, HUSK_CACHE_DIR: path.join(tmp.dir, 'run-image-cache') };
+    const r = await husk(path.join(tmp.dir, 'state'), ['run', '--image', ociTar, '--rm', uniqueId('runimg'), 'echo', 'hi'], { env });
+    expect(r.exitCode, Buffer.from(r.stderr as Uint8Array).toString()).toBe(0);
+    expect(Buffer.from(r.stdout as Uint8Array).toString()).toBe('hi\n');
+  });
+
   it('`husk bundle create` fails with one line and leaves nothing for a bad archive', async () => {
     const root = path.join(tmp.dir, 'state');
     const bad = path.join(tmp.dir, 'not-an-image.tar');
