@@ -3,7 +3,7 @@
 // SCM_RIGHTS = the master fd) and whose slave husk bridges to the guest.
 import fs from 'node:fs';
 import tty from 'node:tty';
-import { openPty, getWinsize, setControllingTty } from '../sys/pty.js';
+import { openPty, getWinsize, makeRaw, setControllingTty } from '../sys/pty.js';
 import { connectUnix, FdSocket } from '../sys/unix-socket.js';
 import { closeFd } from '../sys/io.js';
 
@@ -41,10 +41,14 @@ export function sendPtyMaster(consoleSocket: string): HostTerminal {
   closeFd(pty.master);
   // As session leader, take the slave as controlling terminal: size changes then raise SIGWINCH here.
   try { setControllingTty(pty.slave); } catch { /* not a session leader: resize relaying is lost */ }
+  // The guest's pty does the line discipline; this one only carries bytes.
+  makeRaw(pty.slave);
   const input = new tty.ReadStream(pty.slave);
-  input.setRawMode(true);
+  // EIO once the master side (the caller's end) is closed: the terminal is simply gone.
+  input.on('error', () => {});
   const outFd = fs.openSync(`/proc/self/fd/${pty.slave}`, 'w');
   const output = fs.createWriteStream('', { fd: outFd, autoClose: true });
+  output.on('error', () => {});
   return {
     input,
     output,

@@ -8,6 +8,11 @@ const c_ioctl_ptr = libc.func('int ioctl(int fd, unsigned long request, void *ar
 const c_ioctl_int = libc.func('ioctl', 'int', ['int', 'unsigned long', 'int']);
 const c_ptsname_r = libc.func('int ptsname_r(int fd, char *buf, size_t buflen)');
 
+const c_tcgetattr = libc.func('int tcgetattr(int fd, _Out_ uint8_t *termios)');
+const c_tcsetattr = libc.func('int tcsetattr(int fd, int act, const uint8_t *termios)');
+const c_cfmakeraw = libc.func('void cfmakeraw(_Inout_ uint8_t *termios)');
+const TERMIOS_SIZE = 60; // struct termios on x86_64 glibc
+
 const TIOCGWINSZ = 0x5413;
 const TIOCSWINSZ = 0x5414;
 const TIOCSCTTY = 0x540e;
@@ -39,4 +44,16 @@ export function setWinsize(fd: number, rows: number, cols: number): void {
 /** Makes `fd` the controlling terminal of the calling session leader (for SIGWINCH). */
 export function setControllingTty(fd: number): void {
   check('ioctl(TIOCSCTTY)', c_ioctl_int(fd, TIOCSCTTY, 0));
+}
+
+/**
+ * Fully raw mode (cfmakeraw: no echo, no line editing, no output
+ * processing). libuv's raw mode keeps ONLCR, which would turn the guest's
+ * "\r\n" into "\r\r\n" a second time.
+ */
+export function makeRaw(fd: number): void {
+  const t = new Uint8Array(TERMIOS_SIZE);
+  check('tcgetattr', c_tcgetattr(fd, t));
+  c_cfmakeraw(t);
+  check('tcsetattr', c_tcsetattr(fd, 0, t));
 }

@@ -39,10 +39,14 @@ const STATUSES = ['created', 'running', 'stopped'];
 type Verb = 'state' | 'kill';
 interface Outcome { verb: Verb; exitCode: number | undefined; stdout: string; stderr: string; status?: string }
 
-/** 20 calls, alternating `state` and `kill SIGCONT`, all in flight at once. */
-function burst(id: string): Promise<Outcome>[] {
+/**
+ * 20 calls, alternating `state` and `kill SIGCONT`, all in flight at once;
+ * with `spreadMs`, call i is launched i * spreadMs later (to cover a window).
+ */
+function burst(id: string, spreadMs = 0): Promise<Outcome>[] {
   return Array.from({ length: 20 }, async (_, i) => {
     const verb: Verb = i % 2 ? 'kill' : 'state';
+    if (spreadMs) await new Promise((r) => setTimeout(r, i * spreadMs));
     const r = await husk(root, verb === 'state' ? ['state', id] : ['kill', id, 'SIGCONT'], { timeout: 180_000 });
     return { verb, exitCode: r.exitCode, stdout: text(r.stdout), stderr: text(r.stderr) };
   });
@@ -97,7 +101,6 @@ describe('concurrent clients on one container', () => {
     const [s, ...starting] = await Promise.all([husk(root, ['start', id], { timeout: 180_000 }), ...burst(id)]);
     expect(s.exitCode, text(s.stderr)).toBe(0);
     const during = check(id, pid, starting);
-    console.log("DBG start", JSON.stringify(summary(during)));
     expect(during.filter((o) => o.verb === 'state' && o.exitCode === 0).length, JSON.stringify(summary(during))).toBeGreaterThan(0);
     for (const o of during) if (o.verb === 'state' && o.exitCode === 0) expect(['created', 'running']).toContain(o.status);
     const after = await husk(root, ['state', id]);
@@ -105,13 +108,14 @@ describe('concurrent clients on one container', () => {
     expect(JSON.parse(text(after.stdout)).status).toBe('running');
     expect(alive(pid)).toBe(true);
 
-    // While it stops: the burst races `kill KILL` and the VMM's exit.
-    const stopping = Promise.all(burst(id));
-    const k = await husk(root, ['kill', id, 'KILL'], { timeout: 180_000 });
+    // While it stops: the burst races `kill KILL` and the VMM's exit
+    // (spread over ~0.2 s so that some calls land after the exit).
+    const killing = husk(root, ['kill', id, 'KILL'], { timeout: 180_000 });
+    const stopping = Promise.all(burst(id, 10));
+    const k = await killing;
     expect(k.exitCode, text(k.stderr)).toBe(0);
     await until(() => !alive(pid), 'VMM exit after SIGKILL');
     const stopped = check(id, pid, await stopping);
-    console.log("DBG stop", JSON.stringify(summary(stopped)));
     // Any `kill` that failed did so because the container was (being) stopped.
     for (const o of stopped) if (o.verb === 'kill' && o.exitCode !== 0) expect(o.stderr).not.toMatch(/does not exist|corrupt/);
 

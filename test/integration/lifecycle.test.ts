@@ -134,3 +134,48 @@ describe('lifecycle: create, start, state, kill, delete', () => {
     expect(fs.existsSync(path.join(root, id))).toBe(false);
   });
 });
+
+describe('terminal over --console-socket', () => {
+  it('sends the pty master, runs the process on a tty, and relays window-size changes', async () => {
+    const { listenUnix, acceptUnix, FdSocket } = await import('../../src/sys/unix-socket.js');
+    const { setWinsize } = await import('../../src/sys/pty.js');
+    const tty = await import('node:tty');
+    const b = bundle(path.join(tmp.dir, 'tty'), { args: ['sh', '-c', 'tty; stty size; read x; stty size; exit 5'] });
+    const spec = JSON.parse(fs.readFileSync(path.join(b, 'config.json'), 'utf8'));
+    spec.process.terminal = true;
+    spec.process.consoleSize = { height: 25, width: 80 };
+    fs.writeFileSync(path.join(b, 'config.json'), JSON.stringify(spec));
+    const sockPath = path.join(tmp.dir, 'console.sock');
+    const listenFd = listenUnix(sockPath);
+    const id = uniqueId('tty');
+    const pidFile = path.join(tmp.dir, 'tty.pid');
+    const created = huskDetached(root, ['create', '--bundle', b, '--console-socket', sockPath, '--pid-file', pidFile, id], tmp.dir);
+    // Blocking accept is fine: create connects before it returns.
+    const conn = new FdSocket(acceptUnix(listenFd));
+    const msg = conn.recv(4096)!;
+    conn.close();
+    expect(Buffer.from(msg.data).toString()).toMatch(/^\/dev\/pts\/\d+$/);
+    expect(msg.fds).toHaveLength(1);
+    const master = msg.fds[0]!;
+    expect((await created).exitCode).toBe(0);
+    const input = new tty.ReadStream(master);
+    let screen = '';
+    input.on('data', (d: Buffer) => { screen += d.toString(); });
+    input.on('error', () => {});
+    expect((await husk(root, ['start', id])).exitCode).toBe(0);
+    await until(() => /25 80\r\n/.test(screen), "the first size");
+    expect(screen).toMatch(/\/dev\/pts\/\d+/);
+    setWinsize(master, 40, 120);
+    // Give the relay a moment, then let the shell print the size again.
+    await new Promise((r) => setTimeout(r, 500));
+    fs.writeSync(master, '\n');
+    await until(() => /40 120\r\n/.test(screen), "the new size");
+    expect(screen).not.toContain("\r\r\n");
+    const pid = Number(fs.readFileSync(pidFile, 'utf8'));
+    await until(() => !alive(pid), 'VMM exit');
+    expect((await stateOf(id)).status).toBe('stopped');
+    input.destroy();
+    expect((await husk(root, ['delete', id])).exitCode).toBe(0);
+    fs.rmSync(sockPath, { force: true });
+  });
+});
