@@ -2,8 +2,6 @@
 // (config.json + rootfs/) from an OCI image layout or a docker-archive
 // (directory or tar), without a registry or a container engine.
 import type { Command } from 'commander';
-import { createBundle, removePartialBuilds } from '../../rootfs-builder/build.js';
-import { stderrProgress } from '../../rootfs-builder/progress.js';
 
 interface CreateOptions {
   image: string;
@@ -26,6 +24,8 @@ export function registerBundle(program: Command): void {
     .argument('<dir>', 'bundle directory to create (must not exist, or be empty)')
     .argument('[command...]', "command to run instead of the image's Cmd")
     .action(async (dir: string, command: string[], o: CreateOptions) => {
+      const { createBundle, removePartialBuilds } = await import('../../rootfs-builder/build.js');
+      const { stderrProgress } = await import('../../rootfs-builder/progress.js');
       const onSignal = (sig: NodeJS.Signals) => {
         removePartialBuilds();
         process.exit(sig === 'SIGINT' ? 130 : 143);

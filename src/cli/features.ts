@@ -1,9 +1,8 @@
 // `husk features`: the runtime-spec "features" document (what this runtime
 // understands), plus husk's engine choice for this host and why.
-import type { Command } from 'commander';
 import { selectEngine } from '../vmm/engines/select.js';
 import { CAPABILITIES } from '../runtime/translate.js';
-import { SPEC_VERSION } from './main.js';
+import { SPEC_VERSION } from './version.js';
 
 const MOUNT_OPTIONS = [
   'async', 'atime', 'bind', 'defaults', 'dev', 'diratime', 'dirsync', 'exec', 'mand', 'noatime', 'nodev', 'nodiratime',
@@ -43,13 +42,4 @@ export function features(): Record<string, unknown> {
       'husk.engine': 'annotation: kvm or tcg (overrides detection)',
     },
   };
-}
-
-export function registerFeatures(program: Command): void {
-  program
-    .command('features')
-    .description('print the OCI runtime features document (and the VM engine husk picks here)')
-    .action(() => {
-      process.stdout.write(JSON.stringify(features(), null, 2) + '\n');
-    });
 }

@@ -4,9 +4,10 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { Command } from 'commander';
 import { globalOptions } from './main.js';
-import { create, del, kill, list, start, state } from '../runtime/lifecycle.js';
-import { vmmDaemon } from '../runtime/vmm-daemon.js';
-import { defaultSpec } from '../oci/default-spec.js';
+
+// Verbs load what they need when they run: every husk call pays Node's
+// start-up, and `state` should pay little more.
+const lifecycle = () => import('../runtime/lifecycle.js');
 
 function collectInt(v: string): number {
   const n = Number(v);
@@ -28,7 +29,7 @@ export function registerLifecycle(program: Command): void {
     .action(async (id: string, o: { bundle: string; pidFile?: string; consoleSocket?: string; preserveFds: number }, cmd: Command) => {
       const g = globalOptions(cmd);
       if (o.preserveFds > 0) throw new Error('--preserve-fds is not supported yet');
-      await create({ root: g.root, id, bundle: o.bundle, pidFile: o.pidFile, consoleSocket: o.consoleSocket, debug: g.debug });
+      await (await lifecycle()).create({ root: g.root, id, bundle: o.bundle, pidFile: o.pidFile, consoleSocket: o.consoleSocket, debug: g.debug });
     });
 
   program
@@ -36,15 +37,16 @@ export function registerLifecycle(program: Command): void {
     .description('start the process of a created container')
     .argument('<container-id>')
     .action(async (id: string, _o: unknown, cmd: Command) => {
-      await start(globalOptions(cmd).root, id);
+      await (await lifecycle()).start(globalOptions(cmd).root, id);
     });
 
   program
     .command('state')
     .description('print the state of a container as JSON')
     .argument('<container-id>')
-    .action((id: string, _o: unknown, cmd: Command) => {
-      process.stdout.write(JSON.stringify(state(globalOptions(cmd).root, id), null, 2) + '\n');
+    .action(async (id: string, _o: unknown, cmd: Command) => {
+      const { publicState, readState } = await import('../runtime/state.js');
+      process.stdout.write(JSON.stringify(publicState(readState(globalOptions(cmd).root, id)), null, 2) + '\n');
     });
 
   program
@@ -54,7 +56,7 @@ export function registerLifecycle(program: Command): void {
     .argument('[signal]', 'signal name (KILL, SIGKILL) or number', 'SIGTERM')
     .option('-a, --all', 'send the signal to every process in the container', false)
     .action(async (id: string, signal: string, o: { all: boolean }, cmd: Command) => {
-      await kill(globalOptions(cmd).root, id, signal, o.all);
+      await (await lifecycle()).kill(globalOptions(cmd).root, id, signal, o.all);
     });
 
   program
@@ -63,7 +65,7 @@ export function registerLifecycle(program: Command): void {
     .argument('<container-id>')
     .option('-f, --force', 'stop a running container first', false)
     .action(async (id: string, o: { force: boolean }, cmd: Command) => {
-      await del(globalOptions(cmd).root, id, o.force);
+      await (await lifecycle()).del(globalOptions(cmd).root, id, o.force);
     });
 
   program
@@ -72,8 +74,8 @@ export function registerLifecycle(program: Command): void {
     .description('list containers')
     .option('-f, --format <format>', 'table or json', 'table')
     .option('-q, --quiet', 'print only ids', false)
-    .action((o: { format: string; quiet: boolean }, cmd: Command) => {
-      const items = list(globalOptions(cmd).root);
+    .action(async (o: { format: string; quiet: boolean }, cmd: Command) => {
+      const items = (await lifecycle()).list(globalOptions(cmd).root);
       if (o.quiet) { for (const c of items) process.stdout.write(`${c.id}\n`); return; }
       if (o.format === 'json') { process.stdout.write(JSON.stringify(items) + '\n'); return; }
       if (o.format !== 'table') throw new Error(`invalid format option: ${o.format}`);
@@ -88,7 +90,8 @@ export function registerLifecycle(program: Command): void {
     .description('write a default config.json into the bundle directory')
     .option('-b, --bundle <dir>', 'bundle directory', '.')
     .option('--rootless', 'accepted; the default spec is the same', false)
-    .action((o: { bundle: string }) => {
+    .action(async (o: { bundle: string }) => {
+      const { defaultSpec } = await import('../oci/default-spec.js');
       const file = path.join(o.bundle, 'config.json');
       if (fs.existsSync(file)) throw new Error(`File ${file} exists. Remove it first`);
       fs.writeFileSync(file, JSON.stringify(defaultSpec(), null, '\t') + '\n');
@@ -100,6 +103,7 @@ export function registerLifecycle(program: Command): void {
     .option('--console-socket <path>')
     .action(async (id: string, o: { consoleSocket?: string }, cmd: Command) => {
       const g = globalOptions(cmd);
+      const { vmmDaemon } = await import('../runtime/vmm-daemon.js');
       const code = await vmmDaemon({ root: g.root, id, consoleSocket: o.consoleSocket, debug: g.debug, statusFd: 3 });
       process.exit(code);
     });

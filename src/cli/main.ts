@@ -4,10 +4,11 @@
 import { Command, CommanderError } from 'commander';
 import { DEFAULT_ROOT } from '../runtime/state.js';
 import { reportError } from './errors.js';
+import { SPEC_VERSION, VERSION } from './version.js';
 import { registerRun } from './run.js';
 import { registerLifecycle } from './lifecycle.js';
 import { registerBundle } from './bundle.js';
-import { registerFeatures } from './features.js';
+
 
 export interface GlobalOptions {
   root: string;
@@ -17,8 +18,6 @@ export interface GlobalOptions {
   systemdCgroup: boolean;
 }
 
-export const VERSION = '0.1.0';
-export const SPEC_VERSION = '1.2.0';
 
 export function buildProgram(): Command {
   const program = new Command('husk')
@@ -35,7 +34,13 @@ export function buildProgram(): Command {
   registerRun(program);
   registerLifecycle(program);
   registerBundle(program);
-  registerFeatures(program);
+  program
+    .command('features')
+    .description('print the OCI runtime features document (and the VM engine husk picks here)')
+    .action(async () => {
+      const { features } = await import('./features.js');
+      process.stdout.write(JSON.stringify(features(), null, 2) + '\n');
+    });
   return program;
 }
 

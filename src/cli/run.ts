@@ -2,9 +2,6 @@
 // with --detach: create + start, then return (the VMM keeps running).
 import type { Command } from 'commander';
 import { globalOptions } from './main.js';
-import { runContainer } from '../runtime/run.js';
-import { create, start } from '../runtime/lifecycle.js';
-import { ensureCachedBundle } from '../../rootfs-builder/build.js';
 
 export function registerRun(program: Command): void {
   program
@@ -24,13 +21,15 @@ export function registerRun(program: Command): void {
     .action(async (id: string, command: string[], o: { bundle: string; image?: string; platform?: string; detach: boolean; pidFile?: string; consoleSocket?: string }, cmd: Command) => {
       const g = globalOptions(cmd);
       if (command.length && !o.image) throw new Error('a command after the container id needs --image (a bundle has its own process.args)');
-      if (o.image) o.bundle = await ensureCachedBundle(o.image, { platform: o.platform, args: command.length ? command : undefined });
+      if (o.image) o.bundle = await (await import('../../rootfs-builder/build.js')).ensureCachedBundle(o.image, { platform: o.platform, args: command.length ? command : undefined });
       if (o.detach) {
+        const { create, start } = await import('../runtime/lifecycle.js');
         await create({ root: g.root, id, bundle: o.bundle, pidFile: o.pidFile, consoleSocket: o.consoleSocket, debug: g.debug });
         await start(g.root, id);
         return;
       }
       const debug = g.debug ? (m: string) => process.stderr.write(`husk: debug: ${m}\n`) : undefined;
+      const { runContainer } = await import('../runtime/run.js');
       process.exitCode = await runContainer({ root: g.root, id, bundle: o.bundle, debug });
     });
 }

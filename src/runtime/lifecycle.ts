@@ -5,10 +5,11 @@ import path from 'node:path';
 import { spawn } from 'node:child_process';
 import { loadBundle } from '../oci/bundle.js';
 import {
-  OCI_VERSION, StateError, containerDir, createContainerDir, listContainerIds, lockContainer, publicState,
+  OCI_VERSION, StateError, containerDir, createContainerDir, listContainerIds, publicState,
   readState, removeContainerDir, socketDirFor, stateFile, writeJsonAtomic, writeState, type ContainerState,
 } from './state.js';
 import { controlRequest, controlSocketPath } from './control.js';
+import { lockContainer } from './lock.js';
 import { projectRoot } from '../vmm/assets.js';
 import { isSameProcessAlive } from '../sys/process.js';
 import { runHooks } from './hooks.js';

@@ -6,7 +6,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import crypto from 'node:crypto';
-import { isSameProcessAlive, lockFile } from '../sys/process.js';
+import { isSameProcessAlive } from '../sys/process.js';
 
 export const DEFAULT_ROOT = '/run/husk';
 export const SOCKET_BASE = process.env.HUSK_SOCKET_DIR ?? '/run/husk-sock';
@@ -111,19 +111,6 @@ export function withLiveStatus(st: ContainerState): ContainerState {
   }
   if (st.status === 'stopped') return { ...st, pid: 0 };
   return st;
-}
-
-/** Serializes husk invocations on one container (flock on a file in its directory). */
-export function lockContainer(root: string, id: string): { release(): void } {
-  const dir = containerDir(root, id);
-  if (!fs.existsSync(dir)) throw new NotFoundError(id);
-  const lock = lockFile(path.join(dir, '.lock'));
-  if (!fs.existsSync(stateFile(dir)) && !fs.existsSync(path.join(dir, '.creating'))) {
-    // deleted while we waited
-    lock.release();
-    throw new NotFoundError(id);
-  }
-  return lock;
 }
 
 export function listContainerIds(root: string): string[] {

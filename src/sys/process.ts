@@ -1,12 +1,6 @@
 // Process facts Node lacks: liveness that survives pid reuse (start time
-// from /proc), advisory file locks (flock), and the parent-death signal.
+// from /proc). Plain fs only, so read-only verbs stay cheap to start.
 import fs from 'node:fs';
-import { libc, checkRetry } from './libc.js';
-
-const c_flock = libc.func('int flock(int fd, int op)');
-const LOCK_EX = 2;
-const LOCK_UN = 8;
-
 /** Process start time in clock ticks since boot (field 22 of /proc/PID/stat), or undefined if gone. */
 export function processStartTime(pid: number): number | undefined {
   if (!Number.isInteger(pid) || pid <= 0) return undefined;
@@ -27,17 +21,3 @@ export function isSameProcessAlive(pid: number, startTime?: number): boolean {
   return st !== undefined && (startTime === undefined || st === startTime);
 }
 
-/** Takes an exclusive flock on `file` (created if missing); blocks until it is ours. */
-export function lockFile(file: string): { release(): void } {
-  const fd = fs.openSync(file, fs.constants.O_RDWR | fs.constants.O_CREAT, 0o600); // Node opens with O_CLOEXEC itself
-  checkRetry('flock', () => c_flock(fd, LOCK_EX));
-  let held = true;
-  return {
-    release() {
-      if (!held) return;
-      held = false;
-      c_flock(fd, LOCK_UN);
-      fs.closeSync(fd);
-    },
-  };
-}
