@@ -9,6 +9,8 @@ import path from 'node:path';
 import { makeBusyboxBundle } from '../rootfs-builder/example-bundle.js';
 import { guestAssets, projectRoot } from '../src/vmm/assets.js';
 import { QEMU_BINARY } from '../src/vmm/engines/tcg/qemu.js';
+import { machineSize } from '../src/runtime/resources.js';
+import { guestCmdline } from '../src/vmm/cmdline.js';
 import { median, printJson, round } from './lib.js';
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 5);
@@ -60,12 +62,14 @@ async function main(): Promise<void> {
     const bundle = makeBusyboxBundle(path.join(work, 'bundle'), { args: ['true'] });
     const assets = guestAssets();
     const husk = path.join(projectRoot(), 'bin/husk');
+    // The same machine size husk gives this bundle, so only husk's own work differs.
+    const size = machineSize(JSON.parse(fs.readFileSync(path.join(bundle, 'config.json'), 'utf8')));
     const bare = [
       '-accel', 'tcg,thread=multi', '-M', 'microvm,acpi=off,pit=on,pic=on,rtc=off,isa-serial=on,memory-backend=mem',
-      '-cpu', 'max', '-smp', '1', '-m', '256M', '-object', 'memory-backend-memfd,id=mem,size=256M,share=on',
+      '-cpu', 'max', '-smp', String(size.vcpus), '-m', `${size.memoryMiB}M`, '-object', `memory-backend-memfd,id=mem,size=${size.memoryMiB}M,share=on`,
       '-nodefaults', '-no-user-config', '-nographic', '-no-reboot', '-serial', 'stdio', '-monitor', 'none',
       '-kernel', assets.kernel, '-initrd', assets.initrd,
-      '-append', 'console=ttyS0 reboot=t panic=-1 rdinit=/init tsc=reliable quiet husk.bench',
+      '-append', `${guestCmdline({ rootfsTag: 'rootfs', agentPort: 1024 })} husk.bench`,
     ];
     const huskSamples: Sample[] = [];
     const qemuSamples: Sample[] = [];

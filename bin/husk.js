@@ -1,5 +1,12 @@
 // Entry point: a thin shim so start-up loads as little as possible.
-import { main } from '../dist/src/cli/main.js';
+import module from 'node:module';
 
-const code = await main(process.argv.slice(2));
+module.enableCompileCache?.();
+const argv = process.argv.slice(2);
+const { tryFastPath } = await import('../dist/src/cli/fast.js');
+let code = tryFastPath(argv);
+if (code === undefined) {
+  const { main } = await import('../dist/src/cli/main.js');
+  code = await main(argv);
+}
 process.exit(code);

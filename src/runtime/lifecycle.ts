@@ -98,7 +98,14 @@ export async function create(o: CreateOptions): Promise<void> {
 }
 
 async function control(st: ContainerState, req: Parameters<typeof controlRequest>[1]): Promise<void> {
-  const reply = await controlRequest(controlSocketPath(st.husk.socketDir), req);
+  let reply;
+  try {
+    reply = await controlRequest(controlSocketPath(st.husk.socketDir), req);
+  } catch (err) {
+    // The VMM exited between our state check and the request: say it like runc.
+    if (!isSameProcessAlive(st.pid, st.husk.vmmStartTime)) throw new LifecycleError('container not running');
+    throw err;
+  }
   if (!reply.ok) throw new LifecycleError(reply.error);
 }
 

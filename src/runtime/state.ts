@@ -5,7 +5,6 @@
 // containerd's state roots are long.
 import fs from 'node:fs';
 import path from 'node:path';
-import crypto from 'node:crypto';
 import { isSameProcessAlive } from '../sys/process.js';
 
 export const DEFAULT_ROOT = '/run/husk';
@@ -57,8 +56,12 @@ export function containerDir(root: string, id: string): string {
 }
 
 export function socketDirFor(stateDir: string): string {
+  // node:crypto loaded on demand: `husk state` never needs it.
+  const crypto = process.getBuiltinModule('node:crypto');
   return path.join(SOCKET_BASE, crypto.createHash('sha256').update(stateDir).digest('hex').slice(0, 16));
 }
+
+let tmpSeq = 0;
 
 /** Creates the container's directory; fails if the id is taken. */
 export function createContainerDir(root: string, id: string): string {
@@ -74,7 +77,7 @@ export function createContainerDir(root: string, id: string): string {
 }
 
 export function writeJsonAtomic(file: string, value: unknown): void {
-  const tmp = `${file}.${process.pid}.${crypto.randomBytes(4).toString('hex')}.tmp`;
+  const tmp = `${file}.${process.pid}.${tmpSeq++}.tmp`;
   fs.writeFileSync(tmp, JSON.stringify(value), { mode: 0o600 });
   fs.renameSync(tmp, file);
 }

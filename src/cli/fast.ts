@@ -1,0 +1,33 @@
+// The fast path for `husk state ID`: clients call it often (podman polls
+// it), so it skips commander and loads only the state store. Anything it
+// does not recognise goes to the full command line.
+import { publicState, readState, DEFAULT_ROOT } from '../runtime/state.js';
+import { reportError } from './errors.js';
+
+/** Handles `[--root R] [--log F] [--log-format X] [--debug] [--systemd-cgroup] state ID`; undefined when not that. */
+export function tryFastPath(argv: string[]): number | undefined {
+  const g: { root: string; log?: string; logFormat?: string } = { root: DEFAULT_ROOT };
+  let i = 0;
+  for (; i < argv.length; i++) {
+    const a = argv[i]!;
+    const eq = a.indexOf('=');
+    const [flag, inline] = a.startsWith('--') && eq > 0 ? [a.slice(0, eq), a.slice(eq + 1)] : [a, undefined];
+    if (flag === '--root' || flag === '--log' || flag === '--log-format') {
+      const v = inline ?? argv[++i];
+      if (v === undefined) return undefined;
+      if (flag === '--root') g.root = v;
+      else if (flag === '--log') g.log = v;
+      else g.logFormat = v;
+    } else if (a === '--debug' || a === '--systemd-cgroup') {
+      continue;
+    } else break;
+  }
+  if (argv[i] !== 'state' || argv.length !== i + 2 || argv[i + 1]!.startsWith('-')) return undefined;
+  try {
+    process.stdout.write(JSON.stringify(publicState(readState(g.root, argv[i + 1]!)), null, 2) + '\n');
+    return 0;
+  } catch (err) {
+    reportError(g, err instanceof Error ? err.message : String(err));
+    return 1;
+  }
+}
