@@ -14,7 +14,7 @@ export function registerRun(program: Command): void {
     .option('--platform <os/arch>', 'with --image: platform to pick from a multi-arch index')
     .option('--rm', 'accepted: husk run in the foreground always removes the container\'s state', false)
     .option('-d, --detach', 'detach from the container\'s process', false)
-    .option('--pid-file <file>', 'write the pid of the container\'s VMM process here (with --detach)')
+    .option('--pid-file <file>', 'write the pid of the container\'s VMM process here (in the foreground: husk itself)')
     .option('--console-socket <path>', 'unix socket that receives the pty master (with --detach)')
     .option('--no-pivot', 'accepted for runc compatibility')
     .option('--no-new-keyring', 'accepted for runc compatibility')
@@ -30,6 +30,6 @@ export function registerRun(program: Command): void {
       }
       const debug = g.debug ? (m: string) => process.stderr.write(`husk: debug: ${m}\n`) : undefined;
       const { runContainer } = await import('../runtime/run.js');
-      process.exitCode = await runContainer({ root: g.root, id, bundle: o.bundle, debug });
+      process.exitCode = await runContainer({ root: g.root, id, bundle: o.bundle, debug, pidFile: o.pidFile });
     });
 }

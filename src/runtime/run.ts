@@ -9,12 +9,15 @@ import { OCI_VERSION, createContainerDir, removeContainerDir, socketDirFor, writ
 import { Sandbox } from './sandbox.js';
 import { processSpec } from './translate.js';
 import { AgentError, type RunningProcess } from '../agent/client.js';
+import { writePidFile } from './lifecycle.js';
 
 export interface RunOptions {
   root: string;
   id: string;
   bundle: string;
   debug?: (msg: string) => void;
+  /** written once the process runs: in the foreground the VMM is this process */
+  pidFile?: string;
 }
 
 export class RunError extends Error {}
@@ -56,6 +59,7 @@ export async function runContainer(opts: RunOptions): Promise<number> {
       if (err instanceof AgentError) throw new RunError(`unable to start container process: ${err.message}`);
       throw err;
     }
+    if (opts.pidFile) writePidFile(opts.pidFile, process.pid);
     if (useTty) attachTerminal(running);
     else if (!process.stdin.isTTY) forwardStdin(running);
     const vmGone = sandbox.vm.engine.exited.then(() => {
