@@ -1,0 +1,16 @@
+// Every conformance case, in report order (grouped by spec section).
+import type { Case } from '../lib/case.js';
+import { lifecycleCases } from './lifecycle.js';
+import { hookCases } from './hooks.js';
+import { processCases } from './process.js';
+import { terminalCases } from './terminal.js';
+import { containerCases } from './container.js';
+import { linuxCases } from './linux.js';
+
+export const allCases: Case[] = [...lifecycleCases, ...hookCases, ...processCases, ...terminalCases, ...containerCases, ...linuxCases];
+
+const seen = new Set<string>();
+for (const c of allCases) {
+  if (seen.has(c.name)) throw new Error(`duplicate conformance case name ${c.name}`);
+  seen.add(c.name);
+}
