@@ -37,7 +37,19 @@ export interface AgentMount {
   data: string;
 }
 
+export interface AgentDevice {
+  type: 'c' | 'b' | 'u' | 'p';
+  major: number;
+  minor: number;
+  /** permission bits; 0 = 0666 */
+  mode: number;
+  uid: number;
+  gid: number;
+  path: string;
+}
+
 export interface SetupSpec {
+  devices?: AgentDevice[];
   hostname?: string;
   domainname?: string;
   mounts: AgentMount[];
@@ -115,6 +127,13 @@ export function encodeSetup(s: SetupSpec): Uint8Array {
   for (const p of s.masked) w.string(Tag.MASKED, p);
   for (const p of s.readonly) w.string(Tag.READONLY, p);
   for (const [k, v] of Object.entries(s.sysctl)) w.string(Tag.SYSCTL, `${k}=${v}`);
+  for (const d of s.devices ?? []) {
+    if (d.path.includes('\0')) throw new ProtocolError('device path contains NUL');
+    const head = new Uint8Array(24);
+    const v = new DataView(head.buffer);
+    [d.type.charCodeAt(0), d.major, d.minor, d.mode, d.uid, d.gid].forEach((n, i) => v.setUint32(4 * i, n >>> 0, true));
+    w.bytes(Tag.DEVICE, Buffer.concat([head, new TextEncoder().encode(`${d.path}\0`)]));
+  }
   if (s.rootfsReadonly) w.u8(Tag.ROOTFS_RO, 1);
   return w.finish();
 }

@@ -54,6 +54,7 @@ export const Tag = {
   READONLY: 30,
   SYSCTL: 31,
   ROOTFS_RO: 32,
+  DEVICE: 33,
   FEATURES: 40,
 } as const;
 

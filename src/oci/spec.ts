@@ -83,7 +83,7 @@ export interface Linux {
   namespaces?: { type: string; path?: string }[];
   uidMappings?: IdMapping[];
   gidMappings?: IdMapping[];
-  devices?: unknown[];
+  devices?: LinuxDevice[];
   cgroupsPath?: string;
   resources?: LinuxResources;
   sysctl?: Record<string, string>;
@@ -92,6 +92,16 @@ export interface Linux {
   readonlyPaths?: string[];
   mountLabel?: string;
   rootfsPropagation?: string;
+}
+
+export interface LinuxDevice {
+  type: string;
+  path: string;
+  major?: number;
+  minor?: number;
+  fileMode?: number;
+  uid?: number;
+  gid?: number;
 }
 
 export interface IdMapping {

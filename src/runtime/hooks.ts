@@ -2,7 +2,9 @@
 // at runc's points: prestart/createRuntime/createContainer during create,
 // startContainer/poststart during start, poststop during delete.
 import { spawn } from 'node:child_process';
+import { Writable } from 'node:stream';
 import type { Hook, Hooks } from '../oci/spec.js';
+import type { AgentConnection } from '../agent/client.js';
 
 export class HookError extends Error {}
 
@@ -36,9 +38,49 @@ function runHook(phase: HookPhase, hook: Hook, stateJson: string): Promise<void>
   });
 }
 
-/** Runs the hooks of one phase in order; the first failure stops them and throws. */
-export async function runHooks(hooks: Hooks | undefined, phase: HookPhase, state: unknown): Promise<void> {
+/**
+ * Runs the hooks of one phase in order. Without `warn`, the first failure
+ * stops them and throws; with it (poststart, poststop: failures are only
+ * warnings in the runtime spec) each failure is reported and the rest still run.
+ */
+export async function runHooks(hooks: Hooks | undefined, phase: HookPhase, state: unknown, warn?: (msg: string) => void): Promise<void> {
   const list = hooks?.[phase] ?? [];
   const json = JSON.stringify(state);
-  for (const h of list) await runHook(phase, h, json);
+  for (const h of list) {
+    try {
+      await runHook(phase, h, json);
+    } catch (err) {
+      if (!warn) throw err;
+      warn((err as Error).message);
+    }
+  }
+}
+
+/**
+ * startContainer hooks run in the container (runtime spec: their path
+ * resolves in the container namespace), so inside the guest, through the
+ * agent, with the state on stdin. argv[0] is the hook's path.
+ */
+export async function runGuestHooks(agent: AgentConnection, hooks: Hooks | undefined, phase: HookPhase, state: unknown): Promise<void> {
+  const json = new TextEncoder().encode(JSON.stringify(state));
+  for (const hook of hooks?.[phase] ?? []) {
+    let stderr = '';
+    const errSink = new Writable({ write(chunk: Buffer, _e, cb) { if (stderr.length < 4096) stderr += chunk.toString(); cb(); } });
+    const outSink = new Writable({ write(_c, _e, cb) { cb(); } });
+    const proc = agent.run({ args: [hook.path, ...(hook.args ?? []).slice(1)], env: hook.env ?? [], cwd: '/', stdin: true }, outSink, errSink);
+    try {
+      await proc.started;
+    } catch (err) {
+      throw new HookError(`${phase} hook ${hook.path}: ${(err as Error).message}`);
+    }
+    proc.writeStdin(json);
+    proc.closeStdin();
+    let timedOut = false;
+    const timer = hook.timeout && hook.timeout > 0 ? setTimeout(() => { timedOut = true; proc.signal(9); }, hook.timeout * 1000) : undefined;
+    const exit = await proc.exited.finally(() => { if (timer) clearTimeout(timer); });
+    if (timedOut) throw new HookError(`${phase} hook ${hook.path} timed out after ${hook.timeout}s`);
+    if (exit.status !== 0) {
+      throw new HookError(`${phase} hook ${hook.path} failed (exit status ${exit.status})${stderr ? `: ${stderr.trim().split('\n')[0]}` : ''}`);
+    }
+  }
 }

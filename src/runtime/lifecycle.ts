@@ -214,5 +214,5 @@ async function runPoststop(dir: string, st: Record<string, unknown>): Promise<vo
     return;
   }
   // Poststop failures are warnings (runtime spec): the container is deleted anyway.
-  await runHooks(spec.hooks, 'poststop', st).catch((e: Error) => process.stderr.write(`husk: warning: ${e.message}\n`));
+  await runHooks(spec.hooks, 'poststop', st, (m) => process.stderr.write(`husk: warning: ${m}\n`));
 }

@@ -5,7 +5,10 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { loadBundle } from '../oci/bundle.js';
-import { OCI_VERSION, createContainerDir, removeContainerDir, socketDirFor, writeState } from './state.js';
+import { OCI_VERSION, createContainerDir, removeContainerDir, socketDirFor, writeState, type ContainerState } from './state.js';
+import { controlSocketPath, serveControl } from './control.js';
+import { processStartTime } from '../sys/process.js';
+import type net from 'node:net';
 import { Sandbox } from './sandbox.js';
 import { processSpec } from './translate.js';
 import { AgentError, type RunningProcess } from '../agent/client.js';
@@ -37,13 +40,15 @@ export async function runContainer(opts: RunOptions): Promise<number> {
     opts.debug?.(msg);
   };
   let sandbox: Sandbox | undefined;
+  let control: net.Server | undefined;
   const relays = new Map<NodeJS.Signals, () => void>();
   try {
-    writeState(dir, {
+    let state: ContainerState = {
       ociVersion: OCI_VERSION, id: opts.id, pid: process.pid, status: 'creating', bundle: bundle.dir, rootfs: bundle.rootfs,
       created: new Date().toISOString(), owner: os.userInfo().username, annotations: bundle.spec.annotations ?? {},
-      husk: { socketDir: socketDirFor(dir) },
-    });
+      husk: { socketDir: socketDirFor(dir), vmmStartTime: processStartTime(process.pid) },
+    };
+    writeState(dir, state);
     sandbox = await Sandbox.boot({ stateDir: dir, socketDir: socketDirFor(dir), bundle, log, debug: !!opts.debug, setup: true });
     const spec = processSpec(proc, { stdin: !useTty && !process.stdin.isTTY, seccomp: bundle.seccomp, log });
     if (useTty) spec.winsize = { rows: process.stdout.rows, cols: process.stdout.columns };
@@ -59,6 +64,14 @@ export async function runContainer(opts: RunOptions): Promise<number> {
       if (err instanceof AgentError) throw new RunError(`unable to start container process: ${err.message}`);
       throw err;
     }
+    // Other husk calls (state, kill) reach this foreground VMM like a detached one.
+    control = await serveControl(controlSocketPath(state.husk.socketDir), async (req) => {
+      if (req.op === 'kill') { running.signal(req.signal); return { ok: true }; }
+      if (req.op === 'ping') return { ok: true };
+      return { ok: false, error: 'cannot start an already running container' };
+    });
+    state = { ...state, status: 'running' };
+    writeState(dir, state);
     if (opts.pidFile) writePidFile(opts.pidFile, process.pid);
     if (useTty) attachTerminal(running);
     else if (!process.stdin.isTTY) forwardStdin(running);
@@ -70,6 +83,7 @@ export async function runContainer(opts: RunOptions): Promise<number> {
     await flush(process.stderr);
     return exit.status;
   } finally {
+    control?.close();
     for (const [sig, relay] of relays) process.off(sig, relay);
     if (process.stdin.isTTY) process.stdin.setRawMode(false);
     process.stdin.destroy();

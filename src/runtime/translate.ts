@@ -4,7 +4,7 @@
 // stays small.
 import path from 'node:path';
 import type { Process, Spec, Mount } from '../oci/spec.js';
-import type { AgentMount, ProcessSpec, SetupSpec } from '../agent/client.js';
+import type { AgentDevice, AgentMount, ProcessSpec, SetupSpec } from '../agent/client.js';
 import { compileSeccomp } from '../oci/seccomp/compile.js';
 
 export class SpecError extends Error {}
@@ -157,7 +157,14 @@ export function setupSpec(spec: Spec, bundleDir: string): { setup: SetupSpec; ex
     }
   }
   const linux = spec.linux ?? {};
+  const devices = (linux.devices ?? []).map((d): AgentDevice => {
+    if (!['c', 'b', 'u', 'p'].includes(d.type)) throw new SpecError(`device ${d.path}: unknown type ${d.type}`);
+    if (typeof d.path !== 'string' || !d.path.startsWith('/')) throw new SpecError(`device path ${String(d.path)} is not absolute`);
+    if (d.type !== 'p' && (!Number.isInteger(d.major) || !Number.isInteger(d.minor))) throw new SpecError(`device ${d.path} needs major and minor numbers`);
+    return { type: d.type as AgentDevice['type'], major: d.major ?? 0, minor: d.minor ?? 0, mode: (d.fileMode ?? 0) & 0o7777, uid: d.uid ?? 0, gid: d.gid ?? 0, path: d.path };
+  });
   const setup: SetupSpec = {
+    devices,
     mounts,
     masked: linux.maskedPaths ?? [],
     readonly: linux.readonlyPaths ?? [],

@@ -9,7 +9,7 @@ import path from 'node:path';
 import type net from 'node:net';
 import { loadBundle } from '../oci/bundle.js';
 import { containerDir, publicState, stateFile, writeState, type ContainerState } from './state.js';
-import { runHooks } from './hooks.js';
+import { runGuestHooks, runHooks } from './hooks.js';
 import type { Hooks } from '../oci/spec.js';
 import { Sandbox } from './sandbox.js';
 import { processSpec } from './translate.js';
@@ -111,7 +111,7 @@ export async function vmmDaemon(o: DaemonOptions): Promise<number> {
         return { ok: true };
       case 'start': {
         if (state.status !== 'created') return { ok: false, error: `cannot start a container that is ${state.status}` };
-        await runHooks(hooks, 'startContainer', publicState(state));
+        await runGuestHooks(sandbox!.agent, hooks, 'startContainer', publicState(state));
         running.start();
         try {
           await running.started;
@@ -120,7 +120,7 @@ export async function vmmDaemon(o: DaemonOptions): Promise<number> {
         }
         save({ status: 'running' });
         // A failing poststart hook is a warning, as in the runtime spec.
-        await runHooks(hooks, 'poststart', publicState(state)).catch((e: Error) => log(`warning: ${e.message}`));
+        await runHooks(hooks, 'poststart', publicState(state), (m) => log(`warning: ${m}`));
         if (terminal) {
           terminal.input.on('data', (d: Buffer) => { try { running.writeStdin(d); } catch { /* gone */ } });
           process.on('SIGWINCH', () => { try { const ws = terminal!.size(); running.resize(ws.rows, ws.cols); } catch { /* gone */ } });
