@@ -730,6 +730,8 @@ void proc_handle_run(struct conn *c, uint32_t id, const uint8_t *payload, size_t
 		out_dup = fcntl(master, F_DUPFD_CLOEXEC, 3);
 		in_dup = fcntl(master, F_DUPFD_CLOEXEC, 3);
 	}
+	/* The container's init (first RUN after SETUP): its pty on /dev/console. */
+	setup_console(slave);
 	if ((terminal && (out_dup < 0 || in_dup < 0)) ||
 	    (!terminal && (pipe2(outp, O_CLOEXEC) < 0 || pipe2(errp, O_CLOEXEC) < 0 ||
 			   (want_stdin && pipe2(inp, O_CLOEXEC) < 0))) ||

@@ -66,6 +66,7 @@ enum tlv_tag {
 	A_READONLY = 30,
 	A_SYSCTL = 31,
 	A_ROOTFS_RO = 32,
+	A_DEVICE = 33,
 	/* HELLO */
 	A_FEATURES = 40,
 };

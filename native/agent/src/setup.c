@@ -1,5 +1,6 @@
 /* SETUP (extension A): hostname, mounts, masked and read-only paths,
- * sysctls and a read-only root, applied to the container rootfs in the guest. */
+ * sysctls, device nodes and a read-only root, applied to the container rootfs
+ * in the guest; the container's /dev/console. */
 #include "setup.h"
 
 #include <errno.h>
@@ -52,6 +53,7 @@ struct mount_attr_abi {
 
 static enum { S_NONE, S_DONE, S_FAILED } state;
 static int run_seen;
+static int console_pending; /* the next RUN is the first after SETUP */
 
 /* The first failure: errno and one-line message. */
 static int fail_err;
@@ -553,6 +555,85 @@ static int apply_sysctl(const char *kv)
 	return 0;
 }
 
+/* u32 type, major, minor, mode, uid, gid, then the NUL-terminated path. */
+struct device_rec {
+	uint32_t type, major, minor, mode, uid, gid;
+	const char *path;
+};
+
+#define DEVICE_FIXED 24u
+
+static int parse_device(const uint8_t *v, uint32_t len, struct device_rec *d)
+{
+	const char *base;
+	size_t plen;
+
+	if (len < DEVICE_FIXED + 2)
+		return fail(EINVAL, "DEVICE of %u bytes is too short", len);
+	if (memchr(v + DEVICE_FIXED, 0, len - DEVICE_FIXED) != v + len - 1)
+		return fail(EINVAL, "DEVICE: the path must end with its only NUL byte");
+	d->type = rd32(v);
+	d->major = rd32(v + 4);
+	d->minor = rd32(v + 8);
+	d->mode = rd32(v + 12);
+	d->uid = rd32(v + 16);
+	d->gid = rd32(v + 20);
+	d->path = (const char *)v + DEVICE_FIXED;
+	plen = len - DEVICE_FIXED - 1;
+
+	if (d->type != 'c' && d->type != 'b' && d->type != 'u' && d->type != 'p')
+		return fail(EINVAL, "DEVICE %s: invalid type 0x%x", d->path, d->type);
+	if (d->path[0] != '/')
+		return fail(EINVAL, "DEVICE: path \"%s\" is not absolute", d->path);
+	if (plen >= PATH_MAX - sizeof ROOTFS_DIR)
+		return fail(EINVAL, "DEVICE: path is too long");
+	/* A node, not a directory: no trailing slash, no "." or ".." at the end. */
+	base = strrchr(d->path, '/') + 1;
+	if (!base[0] || !strcmp(base, ".") || !strcmp(base, ".."))
+		return fail(EINVAL, "DEVICE: invalid path \"%s\"", d->path);
+	if (d->mode & ~07777u)
+		return fail(EINVAL, "DEVICE %s: mode 0%o has more than permission bits", d->path,
+			    d->mode);
+	/* Linux dev_t: 12-bit major, 20-bit minor. */
+	if (d->major > 0xfffu || d->minor > 0xfffffu)
+		return fail(EINVAL, "DEVICE %s: invalid number %u:%u", d->path, d->major, d->minor);
+	return 0;
+}
+
+/* mknod inside the rootfs: the directory is resolved (and created) like a
+ * MOUNT destination, the last component is never followed (an existing
+ * entry, symlink or node, is replaced). */
+static int apply_device(const struct device_rec *d)
+{
+	char dir[PATH_MAX], cdir[PATH_MAX], node[PATH_MAX];
+	const char *base = strrchr(d->path, '/') + 1;
+	size_t dlen = (size_t)(base - d->path);
+	mode_t perm = d->mode ? (mode_t)d->mode : 0666, kind;
+	int r;
+
+	kind = d->type == 'b' ? S_IFBLK : d->type == 'p' ? S_IFIFO : S_IFCHR;
+	memcpy(cdir, d->path, dlen);
+	cdir[dlen] = '\0';
+	r = container_path(cdir, dir, sizeof dir, 1, 0);
+	if (r < 0)
+		return fail(-r, "device %s: %s", d->path, es(-r));
+	if ((size_t)snprintf(node, sizeof node, "%s/%s", strcmp(dir, "/") ? dir : "", base) >=
+	    sizeof node)
+		return fail(ENAMETOOLONG, "device %s: %s", d->path, es(ENAMETOOLONG));
+	if (unlink(node) < 0 && errno != ENOENT)
+		return fail(errno, "device %s: removing the existing entry: %s", d->path, es(errno));
+	if (mknod(node, kind | perm, d->type == 'p' ? 0 : makedev(d->major, d->minor)) < 0)
+		return fail(errno, "mknod %s: %s", d->path, es(errno));
+	if (fchownat(AT_FDCWD, node, (uid_t)d->uid, (gid_t)d->gid, AT_SYMLINK_NOFOLLOW) < 0)
+		return fail(errno, "chown %s: %s", d->path, es(errno));
+	/* After the chown (which clears set-id bits), and whatever the umask. */
+	if (fchmodat(AT_FDCWD, node, perm, 0) < 0)
+		return fail(errno, "chmod %s: %s", d->path, es(errno));
+	log_debug("SETUP: device %s (%c %u:%u 0%o %u:%u)", d->path, (char)d->type, d->major,
+		  d->minor, (unsigned)perm, d->uid, d->gid);
+	return 0;
+}
+
 /* ------------------------------------------------------------------ */
 /* SETUP */
 
@@ -568,9 +649,15 @@ static int tlv_string(const uint8_t *val, uint32_t len, char *out, size_t outlen
 	return 0;
 }
 
-/* One attribute: validate only (apply == 0), or validate and apply. */
+/* One attribute: validate only (apply == 0), or validate and apply. DEVICE
+ * records are only applied in the device pass (apply == 2, after every other
+ * attribute, so after the mounts), which applies nothing else. */
 static int setup_attr(uint16_t tag, const uint8_t *val, uint32_t len, int apply, int *rootfs_ro)
 {
+	struct device_rec d = { 0 };
+
+	if (apply == 2 && tag != A_DEVICE)
+		return 0;
 	char s[PATH_MAX];
 	char path[512];
 	const char *value;
@@ -594,6 +681,10 @@ static int setup_attr(uint16_t tag, const uint8_t *val, uint32_t len, int apply,
 		if (parse_mount(val, len, &m) < 0)
 			return -1;
 		return apply ? apply_mount(&m) : 0;
+	case A_DEVICE:
+		if (parse_device(val, len, &d) < 0)
+			return -1;
+		return apply == 2 ? apply_device(&d) : 0;
 	case A_MASKED:
 	case A_READONLY: {
 		const char *name = tag == A_MASKED ? "MASKED" : "READONLY";
@@ -634,6 +725,13 @@ static int setup_pass(const uint8_t *p, size_t n, int apply)
 			return -1;
 	if (r < 0)
 		return fail(EINVAL, "malformed TLV payload");
+	if (apply == 1) {
+		/* Device nodes after all mounts (a /dev tmpfs, ...). */
+		tlv_begin(&t, p, n);
+		while (tlv_next(&t, &tag, &val, &len) > 0)
+			if (setup_attr(tag, val, len, 2, &rootfs_ro) < 0)
+				return -1;
+	}
 	if (apply && rootfs_ro)
 		return make_ro(ROOTFS_DIR, "/", 0);
 	return 0;
@@ -675,8 +773,34 @@ int setup_before_run(struct conn *c, uint32_t id)
 	}
 	if (!run_seen) {
 		run_seen = 1;
+		console_pending = state == S_DONE && !cfg.test_mode;
 		if (state == S_NONE && !cfg.test_mode)
 			boot_container_mounts();
 	}
 	return 0;
+}
+
+void setup_console(int slave_fd)
+{
+	char dst[PATH_MAX], src[64];
+	int r;
+
+	if (!console_pending)
+		return;
+	console_pending = 0;
+	if (slave_fd < 0)
+		return;
+	r = container_path("/dev/console", dst, sizeof dst, 1, 1);
+	if (r < 0) {
+		log_info("/dev/console: %s; the container has no console", es(-r));
+		return;
+	}
+	/* The fd's magic link names the slave whichever devpts it is in. */
+	snprintf(src, sizeof src, "/proc/self/fd/%d", slave_fd);
+	if (mount(src, dst, NULL, MS_BIND, NULL) < 0) {
+		log_info("bind of the terminal on /dev/console: %s; the container has no console",
+			 es(errno));
+		return;
+	}
+	log_debug("SETUP: the init's terminal is bound on /dev/console");
 }

@@ -16,6 +16,13 @@ void setup_handle(struct conn *c, uint32_t id, const uint8_t *p, size_t n);
  * may go on, -1 if the container is unusable (ERROR sent). */
 int setup_before_run(struct conn *c, uint32_t id);
 
+/* The first RUN after SETUP (the container's init): with TERMINAL, binds its
+ * pty slave (slave_fd) on <rootfs>/dev/console, creating an empty file there
+ * if needed; a failure is logged and ignored. Does nothing for any later RUN,
+ * after a first RUN without TERMINAL (slave_fd -1), without SETUP or in test
+ * mode. */
+void setup_console(int slave_fd);
+
 /* Resolves `path` (absolute, inside the container) under `root` like
  * securejoin: symlinks are followed component by component with `root` as
  * the root ("/.." stays at the root, absolute targets restart at the root).

@@ -154,6 +154,47 @@ def setup_test():
     a.proc.wait(10)
     print("ok   PID 1 mode: SETUP (hostname, OCI default mounts, binds, virtiofs, symlinks kept inside,"
           " masked, read-only, sysctl, read-only root), terminal in the container devpts")
+    devices_console_test()
+
+
+def device_rec(typ, major, minor, path, mode=0, uid=0, gid=0):
+    return t.tlv(33, struct.pack("<6I", ord(typ), major, minor, mode, uid, gid) + path.encode() + b"\0")
+
+
+def devices_console_test():
+    """DEVICE records (after the mounts, inside the rootfs, replacing nodes) and
+    the init's terminal on /dev/console."""
+    a = boot()
+    t.hello(a)
+    p = (device_rec("c", 1, 5, "/dev/zero", 0o600, 123, 45) +  # before the /dev tmpfs in the message
+         mount_rec("proc", "proc", "/proc") +
+         mount_rec("tmpfs", "tmpfs", "/dev", "mode=755") +
+         mount_rec("devpts", "devpts", "/dev/pts", "newinstance,ptmxmode=0666,mode=0620") +
+         device_rec("u", 1, 3, "/dev/mynull") +
+         device_rec("b", 7, 0, "/dev/sub/loop0", 0o4660, 0, 6) +
+         device_rec("p", 0, 0, "/escape/fifo", 0o640, 1000, 1000))
+    a.send(SETUP, 0, p)
+    typ, _, p = a.recv()
+    assert typ == SETUP_DONE, t.parse_tlv(p)
+    term = struct.pack("<HIB", 13, 1, 1)
+    r = run(a, 1, ["sh", "-c", "tty; stat -c '%t:%T' $(tty) /dev/console"], extra=term)
+    out = r["out"].replace(b"\r", b"").decode().split()
+    assert out[0].startswith("/dev/pts/") and out[1] == out[2], r
+    r = run(a, 2, ["sh", "-c", "stat -c '%n %F %t:%T %a %u:%g' /dev/zero /dev/mynull /dev/sub/loop0 /outside/fifo;"
+                   " echo x >/dev/mynull && echo ok; tty; stat -c '%t:%T' /dev/console"], extra=term)
+    lines = r["out"].replace(b"\r", b"").decode().splitlines()
+    assert lines[:5] == ["/dev/zero character special file 1:5 600 123:45",
+                         "/dev/mynull character special file 1:3 666 0:0",
+                         "/dev/sub/loop0 block special file 7:0 4660 0:6",
+                         "/outside/fifo fifo 0:0 640 1000:1000", "ok"], r
+    assert lines[6] == out[1], r
+    assert not os.path.exists(os.path.join(ROOT, "outside")), "device escaped the rootfs"
+    a.send(t.POWEROFF, 0)
+    a.proc.wait(10)
+    with open(os.path.join(ROOT, "tmp/console.log")) as f:
+        assert f.read().count("terminal is bound on /dev/console") == 1, "only the init's terminal"
+    print("ok   PID 1 mode: SETUP devices (after the mounts, replaced, chown/chmod, inside the rootfs),"
+          " init's terminal on /dev/console")
 
 
 def main():

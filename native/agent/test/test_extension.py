@@ -23,7 +23,7 @@ t.AGENT = sys.argv[1] if len(sys.argv) > 1 else "build/husk-agent"
 CREATED, START, SETUP, SETUP_DONE, RESIZE = 11, 12, 13, 14, 15
 (TERMINAL, WINSIZE, UID, GID, GIDS, UMASK, RLIMIT, CAPS, NO_NEW_PRIVS, OOM_SCORE_ADJ,
  SECCOMP, SECCOMP_FLAGS, HOLD) = range(13, 26)
-HOSTNAME, DOMAINNAME, MOUNT, MASKED, READONLY, SYSCTL, ROOTFS_RO = range(26, 33)
+HOSTNAME, DOMAINNAME, MOUNT, MASKED, READONLY, SYSCTL, ROOTFS_RO, DEVICE = range(26, 34)
 FEATURES = 40
 ENV = ["PATH=/usr/local/bin:/usr/bin:/bin"]
 
@@ -46,6 +46,10 @@ def run_payload(argv, env=ENV, cwd=None, extra=b""):
 def mount_rec(typ, src, dst, data="", flags=0, prop=0):
     return tlv(MOUNT, struct.pack("<II", flags, prop) + b"\0".join(
         s.encode() for s in (typ, src, dst, data)) + b"\0")
+
+
+def device_rec(typ, major, minor, path, mode=0, uid=0, gid=0):
+    return tlv(DEVICE, struct.pack("<6I", ord(typ), major, minor, mode, uid, gid) + path.encode() + b"\0")
 
 
 def caps(bnd, eff, prm, inh, amb):
@@ -284,6 +288,21 @@ def setup_messages(_):
         tlv(SYSCTL, "net.ipv4..x=1"),
         tlv(SYSCTL, "net/../../etc=1"),
         tlv(ROOTFS_RO, b""),
+        tlv(DEVICE, b""),
+        tlv(DEVICE, struct.pack("<6I", 99, 1, 3, 0, 0, 0)),  # no path
+        tlv(DEVICE, struct.pack("<6I", 99, 1, 3, 0, 0, 0)[:23] + b"/dev/x\0"),  # short fixed part
+        tlv(DEVICE, struct.pack("<6I", 99, 1, 3, 0, 0, 0) + b"/dev/x"),  # no NUL
+        tlv(DEVICE, struct.pack("<6I", 99, 1, 3, 0, 0, 0) + b"/dev/x\0y"),  # byte after NUL
+        tlv(DEVICE, struct.pack("<6I", 99, 1, 3, 0, 0, 0) + b"/dev/x\0\0"),
+        tlv(DEVICE, struct.pack("<6I", 99, 1, 3, 0, 0, 0) + b"/\0"),
+        device_rec("x", 1, 3, "/dev/x"),
+        device_rec("c", 1, 3, "dev/x"),
+        device_rec("c", 1, 3, "/dev/x/"),
+        device_rec("c", 1, 3, "/dev/.."),
+        device_rec("c", 1, 3, "/dev/x", mode=0o10666),
+        device_rec("c", 4096, 3, "/dev/x"),
+        device_rec("b", 8, 1 << 20, "/dev/x"),
+        mount_rec("proc", "proc", "/proc") + device_rec("c", 1, 3, "/dev/x", mode=0o100000),
         b"\x1c\x00\xff\xff",  # truncated TLV
     ]
     for i, p in enumerate(bad):
@@ -299,7 +318,9 @@ def setup_messages(_):
             mount_rec("bind", "/run/husk/binds/m0", "/data", flags=4096 | 16384 | 1, prop=(1 << 18) | (1 << 14)) +
             mount_rec("cgroup", "cgroup", "/sys/fs/cgroup", flags=1 | 2 | 4 | 8) +
             tlv(MASKED, "/proc/kcore") + tlv(READONLY, "/proc/sys") +
-            tlv(SYSCTL, "net.ipv4.ip_forward=1") + u8(ROOTFS_RO, 1) + tlv(999, b"future"))
+            tlv(SYSCTL, "net.ipv4.ip_forward=1") + u8(ROOTFS_RO, 1) + tlv(999, b"future") +
+            device_rec("c", 10, 200, "/dev/net/tun", 0o666) + device_rec("b", 8, 0, "/dev/sda", 0o660, 0, 6) +
+            device_rec("u", 1, 3, "/dev/mynull") + device_rec("p", 0, 0, "/run/fifo", 0o600, 1000, 1000))
     a.send(SETUP, 0, good)
     assert a.recv()[:2] == (SETUP_DONE, 0)
     a.send(SETUP, 0, good)
