@@ -25,7 +25,7 @@ def rbytes(n):
 def random_tlv():
     out = b""
     for _ in range(rnd.randint(0, 6)):
-        tag = rnd.choice([3, 4, 5, 9, 12, 0, 1, 77, 65535] + list(range(13, 33)) + [40])
+        tag = rnd.choice([3, 4, 5, 9, 12, 0, 1, 77, 65535] + list(range(13, 34)) + [40])
         n = rnd.choice([0, 1, 3, 4, 5, 8, 24, 40, rnd.randint(0, 60)])
         val = rbytes(n)
         declared = n if rnd.random() < 0.85 else rnd.choice([n + 1, n + 1000, 0xFFFFFFFF, max(0, n - 1)])
