@@ -161,6 +161,8 @@ export function setupSpec(spec: Spec, bundleDir: string): { setup: SetupSpec; ex
     if (!['c', 'b', 'u', 'p'].includes(d.type)) throw new SpecError(`device ${d.path}: unknown type ${d.type}`);
     if (typeof d.path !== 'string' || !d.path.startsWith('/')) throw new SpecError(`device path ${String(d.path)} is not absolute`);
     if (d.type !== 'p' && (!Number.isInteger(d.major) || !Number.isInteger(d.minor))) throw new SpecError(`device ${d.path} needs major and minor numbers`);
+    // Linux's device number limits (12-bit major, 20-bit minor).
+    if (d.type !== 'p' && (d.major! < 0 || d.major! > 0xfff || d.minor! < 0 || d.minor! > 0xfffff)) throw new SpecError(`device ${d.path}: major/minor out of range`);
     return { type: d.type as AgentDevice['type'], major: d.major ?? 0, minor: d.minor ?? 0, mode: (d.fileMode ?? 0) & 0o7777, uid: d.uid ?? 0, gid: d.gid ?? 0, path: d.path };
   });
   const setup: SetupSpec = {
