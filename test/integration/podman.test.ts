@@ -79,7 +79,7 @@ describe('podman --runtime husk', () => {
     fs.writeFileSync(path.join(vol, 'f.txt'), 'from host');
     const r = await pm.run(['run', '--rm', '--network', 'none', '--user', '1000:1000', '--hostname', 'boxy', '-e', 'FOO=bar',
       '-w', '/tmp', '-v', `${vol}:/data:ro`, '--tmpfs', '/t1', '--tmpfs', '/t2', IMAGE,
-      'sh', '-c', 'id -u; id -g; hostname; echo $FOO; pwd; cat /data/f.txt; echo; touch /data/x 2>/dev/null || echo ro-ok; grep -E " /t[12] " /proc/mounts | cut -d" " -f2,3']);
+      'sh', '-c', 'id -u; id -g; hostname; echo $FOO; pwd; cat /data/f.txt; echo; touch /data/x 2>/dev/null || echo ro-ok; grep -E " /t[12] " /proc/mounts | cut -d" " -f2,3 | sort']);
     expect(err(r)).toBe('');
     expect(out(r).split('\n')).toEqual(['1000', '1000', 'boxy', 'bar', '/tmp', 'from host', 'ro-ok', '/t1 tmpfs', '/t2 tmpfs']);
   });
