@@ -104,7 +104,7 @@ afterEach(() => {
 
 /** Runs the device's poller and node's loop until `cond` holds. */
 async function until(cond: () => boolean, what: string): Promise<void> {
-  for (let i = 0; i < 400; i++) {
+  for (let i = 0; i < 2000; i++) {
     poller.poll(0);
     if (cond()) return;
     await new Promise((r) => setTimeout(r, 5));
