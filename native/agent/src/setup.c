@@ -451,23 +451,37 @@ static int apply_mount(const struct mount_rec *m)
 	return 0;
 }
 
-static int apply_masked(const char *cpath)
+/*
+ * Resolves a path that masking or read-only marking applies to: 1 with dst
+ * and st filled when it exists inside the rootfs, 0 when it is missing (the
+ * spec says to skip it), -1 after fail() otherwise.
+ */
+static int existing_container_path(const char *what, const char *cpath, char *dst, size_t dstlen, struct stat *st)
 {
-	char dst[PATH_MAX];
-	struct stat st;
-	int r = container_path(cpath, dst, sizeof dst, 0, 0);
+	int r = container_path(cpath, dst, dstlen, 0, 0);
 
 	if (r == -ENOENT || r == -ENOTDIR)
 		return 0;
 	if (r < 0)
-		return fail(-r, "masked path %s: %s", cpath, es(-r));
-	if (lstat(dst, &st) < 0) {
+		return fail(-r, "%s %s: %s", what, cpath, es(-r));
+	if (lstat(dst, st) < 0) {
 		if (errno == ENOENT || errno == ENOTDIR)
 			return 0;
-		return fail(errno, "masked path %s: %s", cpath, es(errno));
+		return fail(errno, "%s %s: %s", what, cpath, es(errno));
 	}
 	if ((r = within_rootfs(dst)) < 0)
-		return fail(-r, "masked path %s: %s", cpath, es(-r));
+		return fail(-r, "%s %s: %s", what, cpath, es(-r));
+	return 1;
+}
+
+static int apply_masked(const char *cpath)
+{
+	char dst[PATH_MAX];
+	struct stat st;
+	int r = existing_container_path("masked path", cpath, dst, sizeof dst, &st);
+
+	if (r <= 0)
+		return r;
 	if (S_ISDIR(st.st_mode))
 		return do_mount("masking tmpfs", "tmpfs", dst, cpath, "tmpfs", MS_RDONLY, NULL);
 	return do_mount("masking /dev/null", "/dev/null", dst, cpath, NULL, MS_BIND, NULL);
@@ -477,19 +491,10 @@ static int apply_readonly(const char *cpath)
 {
 	char dst[PATH_MAX];
 	struct stat st;
-	int r = container_path(cpath, dst, sizeof dst, 0, 0);
+	int r = existing_container_path("read-only path", cpath, dst, sizeof dst, &st);
 
-	if (r == -ENOENT || r == -ENOTDIR)
-		return 0;
-	if (r < 0)
-		return fail(-r, "read-only path %s: %s", cpath, es(-r));
-	if (lstat(dst, &st) < 0) {
-		if (errno == ENOENT || errno == ENOTDIR)
-			return 0;
-		return fail(errno, "read-only path %s: %s", cpath, es(errno));
-	}
-	if ((r = within_rootfs(dst)) < 0)
-		return fail(-r, "read-only path %s: %s", cpath, es(-r));
+	if (r <= 0)
+		return r;
 	if (do_mount("read-only bind", dst, dst, cpath, NULL, MS_BIND | MS_REC, NULL) < 0)
 		return -1;
 	return make_ro(dst, cpath, 1);
