@@ -209,23 +209,14 @@ export class AgentConnection {
   private nextId = 1;
   private failure?: Error;
   private setupWaiter?: PromiseWithResolvers<void>;
-  /** Settles when the connection ends; rejects if it ended through a protocol error. */
-  readonly closed: Promise<void>;
 
   private constructor(sock: net.Socket, reader: FrameReader, hello: Hello) {
     this.sock = sock;
     this.reader = reader;
     this.hello = hello;
-    const closed = Promise.withResolvers<void>();
-    this.closed = closed.promise;
-    this.closed.catch(() => {});
     sock.on('data', (d: Buffer) => this.onData(d));
     sock.on('error', (e: Error) => this.fail(e));
-    sock.on('close', () => {
-      this.fail(new ProtocolError('the agent connection closed'));
-      if (this.failure && !(this.failure instanceof ProtocolError && this.failure.message === 'the agent connection closed')) closed.reject(this.failure);
-      else closed.resolve();
-    });
+    sock.on('close', () => this.fail(new ProtocolError('the agent connection closed')));
     this.drain();
   }
 

@@ -8,6 +8,7 @@ import { loadBundle } from '../oci/bundle.js';
 import { OCI_VERSION, createContainerDir, removeContainerDir, socketDirFor, writeState, type ContainerState } from './state.js';
 import { controlSocketPath, serveControl } from './control.js';
 import { processStartTime } from '../sys/process.js';
+import { flush, forwardStdin } from './stdio.js';
 import type net from 'node:net';
 import { Sandbox } from './sandbox.js';
 import { processSpec } from './translate.js';
@@ -96,14 +97,4 @@ function attachTerminal(running: RunningProcess): void {
   process.stdin.setRawMode(true);
   process.stdin.on('data', (d: Buffer) => { try { running.writeStdin(d); } catch { /* gone */ } });
   process.stdout.on('resize', () => { try { running.resize(process.stdout.rows, process.stdout.columns); } catch { /* gone */ } });
-}
-
-function forwardStdin(running: RunningProcess): void {
-  process.stdin.on('data', (d: Buffer) => { try { running.writeStdin(d); } catch { /* agent gone */ } });
-  process.stdin.on('end', () => { try { running.closeStdin(); } catch { /* agent gone */ } });
-  process.stdin.on('error', () => {});
-}
-
-function flush(stream: NodeJS.WritableStream): Promise<void> {
-  return new Promise((resolve) => stream.write('', () => resolve()));
 }

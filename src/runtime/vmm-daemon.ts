@@ -17,6 +17,7 @@ import { controlSocketPath, serveControl, type ControlReply, type ControlRequest
 import { sendPtyMaster, type HostTerminal } from './console.js';
 import { AgentError, type RunningProcess } from '../agent/client.js';
 import { processStartTime } from '../sys/process.js';
+import { flush, forwardStdin } from './stdio.js';
 import { setCloexec } from '../sys/io.js';
 
 export interface DaemonOptions {
@@ -136,14 +137,4 @@ export async function vmmDaemon(o: DaemonOptions): Promise<number> {
         return { ok: false, error: 'unknown control request' };
     }
   }
-}
-
-function forwardStdin(running: RunningProcess): void {
-  process.stdin.on('data', (d: Buffer) => { try { running.writeStdin(d); } catch { /* gone */ } });
-  process.stdin.on('end', () => { try { running.closeStdin(); } catch { /* gone */ } });
-  process.stdin.on('error', () => {});
-}
-
-function flush(stream: NodeJS.WritableStream): Promise<void> {
-  return new Promise((resolve) => stream.write('', () => resolve()));
 }

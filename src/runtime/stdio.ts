@@ -1,0 +1,15 @@
+// Relaying the caller's stdio to a process in the guest: shared by the
+// foreground `run` and the VMM daemon behind `create`.
+import type { RunningProcess } from '../agent/client.js';
+
+/** Forwards our stdin to the process; EOF closes its stdin. */
+export function forwardStdin(running: RunningProcess): void {
+  process.stdin.on('data', (d: Buffer) => { try { running.writeStdin(d); } catch { /* agent gone */ } });
+  process.stdin.on('end', () => { try { running.closeStdin(); } catch { /* agent gone */ } });
+  process.stdin.on('error', () => {});
+}
+
+/** Resolves once everything written to `stream` so far has been handed to the OS. */
+export function flush(stream: NodeJS.WritableStream): Promise<void> {
+  return new Promise((resolve) => stream.write('', () => resolve()));
+}
