@@ -124,7 +124,10 @@ export async function vmmDaemon(o: DaemonOptions): Promise<number> {
         await runHooks(hooks, 'poststart', publicState(state), (m) => log(`warning: ${m}`));
         if (terminal) {
           terminal.input.on('data', (d: Buffer) => { try { running.writeStdin(d); } catch { /* gone */ } });
-          process.on('SIGWINCH', () => { try { const ws = terminal!.size(); running.resize(ws.rows, ws.cols); } catch { /* gone */ } });
+          const syncSize = () => { try { const ws = terminal!.size(); if (ws.rows && ws.cols) running.resize(ws.rows, ws.cols); } catch { /* gone */ } };
+          process.on('SIGWINCH', syncSize);
+          // The caller may have sized the terminal between create and start (podman does, after attach).
+          syncSize();
         } else {
           forwardStdin(running);
         }

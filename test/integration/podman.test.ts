@@ -21,6 +21,14 @@ afterAll(async () => {
 const out = (r: { stdout?: unknown }) => String(r.stdout ?? '');
 const err = (r: { stderr?: unknown }) => String(r.stderr ?? '');
 
+async function until(cond: () => boolean, what: string, ms = 90_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
 describe('podman --runtime husk', () => {
   it('runs a command and returns its output and exit code', async () => {
     const r = await pm.run(['run', '--rm', '--network', 'none', IMAGE, 'echo', 'hi']);
@@ -96,12 +104,38 @@ describe('podman --runtime husk', () => {
     expect(await processesMentioning(id)).toEqual([]);
   });
 
-  it('gives a working terminal with -it', async () => {
-    const r = await execa('script', ['-qec', `podman --root ${pm.dir}/storage --runroot ${pm.dir}/run --runtime husk run -it --rm --network none ${IMAGE} sh -c 'tty; stty size'`, '/dev/null'], {
-      env: { ...process.env, CONTAINERS_CONF: path.join(pm.dir, 'containers.conf'), COLUMNS: '100', LINES: '30' }, reject: false, stdin: 'ignore',
+  it('gives -it a tty under script, relays a resize, and exits with the code', async () => {
+    // Our own pty is script's terminal (setsid -c makes it the controlling tty),
+    // so resizing it sends SIGWINCH down the real chain: script -> podman -> conmon -> husk -> guest.
+    const { openPty, setWinsize } = await import('../../src/sys/pty.js');
+    const tty = await import('node:tty');
+    const pty = openPty();
+    setWinsize(pty.master, 30, 100);
+    const cmd = `podman --root ${pm.dir}/storage --runroot ${pm.dir}/run --runtime husk run -it --rm --network none ${IMAGE} sh -c 'tty; stty size; read x; stty size; exit 3'`;
+    const child = execa('setsid', ['-c', 'script', '-qec', cmd, '/dev/null'], {
+      env: { ...process.env, CONTAINERS_CONF: path.join(pm.dir, 'containers.conf') }, reject: false,
+      stdin: pty.slave, stdout: pty.slave, stderr: pty.slave,
     });
-    expect(String(r.stdout)).toMatch(/\/dev\/pts\/\d+/);
-    expect(r.exitCode).toBe(0);
+    fs.closeSync(pty.slave);
+    const input = new tty.ReadStream(pty.master);
+    let screen = '';
+    input.on('data', (d: Buffer) => { screen += d.toString(); });
+    input.on('error', () => {});
+    try {
+      await until(() => /30 100\r\n/.test(screen), 'the first size');
+      expect(screen).toMatch(/\/dev\/pts\/\d+/);
+      setWinsize(pty.master, 40, 120);
+      // The new size travels through three processes; then let the shell print it again.
+      await new Promise((r) => setTimeout(r, 1000));
+      fs.writeSync(pty.master, '\n');
+      await until(() => /40 120\r\n/.test(screen), 'the new size');
+      expect((await child).exitCode).toBe(3);
+    } catch (e) {
+      throw new Error(`${(e as Error).message}; the terminal showed ${JSON.stringify(screen)}`);
+    } finally {
+      child.kill('SIGKILL');
+      input.destroy();
+    }
   });
 
   it('reports a missing executable like runc (exit 127)', async () => {
