@@ -8,7 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { makeBusyboxBundle } from '../rootfs-builder/example-bundle.js';
 import { guestAssets, projectRoot } from '../src/vmm/assets.js';
-import { QEMU_BINARY } from '../src/vmm/engines/tcg/qemu.js';
+import { MICROVM_MACHINE, QEMU_BINARY, TCG_CMDLINE } from '../src/vmm/engines/tcg/qemu.js';
 import { machineSize } from '../src/runtime/resources.js';
 import { guestCmdline } from '../src/vmm/cmdline.js';
 import { median, printJson, round } from './lib.js';
@@ -65,11 +65,11 @@ async function main(): Promise<void> {
     // The same machine size husk gives this bundle, so only husk's own work differs.
     const size = machineSize(JSON.parse(fs.readFileSync(path.join(bundle, 'config.json'), 'utf8')));
     const bare = [
-      '-accel', 'tcg,thread=multi', '-M', 'microvm,acpi=off,pit=on,pic=on,rtc=off,isa-serial=on,memory-backend=mem',
+      '-accel', 'tcg,thread=multi', '-M', MICROVM_MACHINE,
       '-cpu', 'max', '-smp', String(size.vcpus), '-m', `${size.memoryMiB}M`, '-object', `memory-backend-memfd,id=mem,size=${size.memoryMiB}M,share=on`,
       '-nodefaults', '-no-user-config', '-nographic', '-no-reboot', '-serial', 'stdio', '-monitor', 'none',
       '-kernel', assets.kernel, '-initrd', assets.initrd,
-      '-append', `${guestCmdline({ rootfsTag: 'rootfs', agentPort: 1024 })} husk.bench`,
+      '-append', `${guestCmdline({ rootfsTag: 'rootfs', agentPort: 1024 })} ${TCG_CMDLINE} husk.bench`,
     ];
     const huskSamples: Sample[] = [];
     const qemuSamples: Sample[] = [];

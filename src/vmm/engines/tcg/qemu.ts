@@ -8,10 +8,20 @@ import type { EngineExit, MachineConfig, RunningEngine } from '../../engine.js';
 export const QEMU_BINARY = process.env.HUSK_QEMU ?? 'qemu-system-x86_64';
 const SETPRIV = '/usr/bin/setpriv';
 
+/** The machine: microvm without ACPI. The RTC must be on: without it the guest
+ * kernel spends a whole second polling a CMOS clock that never answers, and
+ * the container would see the epoch as the date. */
+export const MICROVM_MACHINE = 'microvm,acpi=off,pit=on,pic=on,rtc=on,isa-serial=on,memory-backend=mem';
+
+/** Guest kernel arguments only this engine needs. TCG emulates no TSC-deadline
+ * timer, so the kernel would calibrate the local APIC timer against the PIT
+ * (about 0.25 s of emulated busy-waiting); the PIT serves as the clock event instead. */
+export const TCG_CMDLINE = 'noapictimer';
+
 export function qemuArgs(cfg: MachineConfig, socketPaths: string[]): string[] {
   const args = [
     '-accel', 'tcg,thread=multi',
-    '-M', 'microvm,acpi=off,pit=on,pic=on,rtc=off,isa-serial=on,memory-backend=mem',
+    '-M', MICROVM_MACHINE,
     '-cpu', 'max',
     '-smp', String(cfg.vcpus),
     '-m', `${cfg.memoryMiB}M`,
@@ -21,7 +31,7 @@ export function qemuArgs(cfg: MachineConfig, socketPaths: string[]): string[] {
     '-monitor', 'none',
     '-kernel', cfg.kernel,
     '-initrd', cfg.initrd,
-    '-append', cfg.cmdline,
+    '-append', `${cfg.cmdline} ${TCG_CMDLINE}`,
   ];
   cfg.devices.forEach((d, i) => {
     const chardev = `dev${i}`;
