@@ -4,6 +4,7 @@ import { workerData, parentPort } from 'node:worker_threads';
 import fs from 'node:fs';
 import { VcpuLoop, CTL, describeExit, type StopReason } from './vcpu.js';
 import { Uart } from './uart.js';
+import { CmosRtc } from './cmos-rtc.js';
 import { MmioRegisters, MmioState } from '../../virtio/mmio.js';
 import { waitResetAck } from '../../virtio/mmio-backend.js';
 import { eventfdSignal, mmapShared, type Mapping } from '../../../sys/io.js';
@@ -50,6 +51,7 @@ const devices = d.devices.map((dev) => {
   });
 });
 
+const rtc = new CmosRtc();
 let memory: Mapping | undefined;
 let int3s = 0;
 const mmioEnd = LAYOUT.mmioBase + devices.length * 0x1000;
@@ -58,11 +60,12 @@ installKickHandler();
 const loop = new VcpuLoop(d.vcpuFd, d.runSize, ctl, {
   ioIn(port, size) {
     if (port >= UART_PORT && port < UART_PORT + 8) return uart.read(port - UART_PORT);
-    if (port === 0x70 || port === 0x71) return 0; // no RTC: reads as a stopped, valid clock
+    if (rtc.handles(port)) return rtc.read(port);
     return size === 1 ? 0xff : size === 2 ? 0xffff : 0xffffffff;
   },
   ioOut(port, _size, value) {
     if (port >= UART_PORT && port < UART_PORT + 8) uart.write(port - UART_PORT, value);
+    else if (rtc.handles(port)) rtc.write(port, value);
   },
   mmioRead(addr, size) {
     if (addr >= LAYOUT.mmioBase && addr < mmioEnd) {
