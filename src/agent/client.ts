@@ -57,6 +57,8 @@ export interface SetupSpec {
   readonly: string[];
   sysctl: Record<string, string>;
   rootfsReadonly: boolean;
+  /** extension C: resource attributes (tags 60-65) for the container's cgroup, already encoded */
+  resources?: Uint8Array;
 }
 
 function u64le(n: bigint): Uint8Array {
@@ -135,6 +137,7 @@ export function encodeSetup(s: SetupSpec): Uint8Array {
     w.bytes(Tag.DEVICE, Buffer.concat([head, new TextEncoder().encode(`${d.path}\0`)]));
   }
   if (s.rootfsReadonly) w.u8(Tag.ROOTFS_RO, 1);
+  if (s.resources?.byteLength) w.raw(s.resources);
   return w.finish();
 }
 
@@ -209,6 +212,8 @@ export class AgentConnection {
   private nextId = 1;
   private failure?: Error;
   private setupWaiter?: PromiseWithResolvers<void>;
+  /** requests answered by one RESULT or ERROR with their id (UPDATE, STATS) */
+  private readonly requests = new Map<number, PromiseWithResolvers<Uint8Array>>();
 
   private constructor(sock: net.Socket, reader: FrameReader, hello: Hello) {
     this.sock = sock;
@@ -299,6 +304,20 @@ export class AgentConnection {
     return this.setupWaiter.promise;
   }
 
+  /** Sends a request (own id) and resolves with the payload of its RESULT; ERROR rejects with AgentError. */
+  request(type: number, payload?: Uint8Array): Promise<Uint8Array> {
+    const id = this.nextId++;
+    const w = Promise.withResolvers<Uint8Array>();
+    this.requests.set(id, w);
+    try {
+      this.send(type, id, payload);
+    } catch (err) {
+      this.requests.delete(id);
+      throw err;
+    }
+    return w.promise;
+  }
+
   poweroff(): void {
     if (!this.failure) this.sock.write(encodeFrame(MsgType.POWEROFF, 0));
   }
@@ -322,6 +341,15 @@ export class AgentConnection {
   }
 
   private handle(f: Frame): void {
+    const req = this.requests.get(f.id);
+    if (req && (f.type === MsgType.RESULT || f.type === MsgType.ERROR)) {
+      this.requests.delete(f.id);
+      if (f.type === MsgType.RESULT) { req.resolve(f.payload); return; }
+      const attrs = parseTlv(f.payload);
+      const msg = (attrString(attrs, Tag.MESSAGE) ?? 'agent error').replace(/[\r\n]+/g, ' ').slice(0, 500);
+      req.reject(new AgentError(msg, attrInt(attrs, Tag.ERRNO, true) ?? 0));
+      return;
+    }
     const st = this.procs.get(f.id);
     switch (f.type) {
       case MsgType.STDOUT:
@@ -387,5 +415,7 @@ export class AgentConnection {
     }
     this.setupWaiter?.reject(err);
     this.procs.clear();
+    for (const r of this.requests.values()) r.reject(err);
+    this.requests.clear();
   }
 }

@@ -19,6 +19,7 @@
 
 #include "agent.h"
 #include "boot.h"
+#include "cgroup.h"
 #include "log.h"
 #include "proto.h"
 
@@ -712,6 +713,11 @@ static int setup_attr(uint16_t tag, const uint8_t *val, uint32_t len, int apply,
 		*rootfs_ro = val[0] != 0;
 		return 0;
 	default:
+		if (cgroup_is_attr(tag)) {
+			if (cgroup_attr(tag, val, len, apply, s, sizeof s) < 0)
+				return fail(errno, "%s", s);
+			return 0;
+		}
 		return 0; /* unknown tags are ignored */
 	}
 }
