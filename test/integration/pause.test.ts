@@ -154,6 +154,28 @@ describe('husk pause / resume', () => {
   });
 });
 
+describe('husk run (foreground VMM)', () => {
+  it('serves pause, resume, update and stats like a detached container', async () => {
+    const b = counterBundle('fg');
+    const id = uniqueId('fg');
+    const run = execa(HUSK, ['--root', root, 'run', '--bundle', b, id], { reject: false, stdin: 'ignore' });
+    await until(() => counter(b) >= 3, 'the counter to run');
+    expect((await husk(root, ['pause', id])).exitCode).toBe(0);
+    expect((await stateOf(id)).status).toBe('paused');
+    const frozen = counter(b);
+    await sleep(1500);
+    expect(counter(b)).toBe(frozen);
+    expect((await husk(root, ['resume', id])).exitCode).toBe(0);
+    await until(() => counter(b) > frozen + 2, 'the counter to advance after resume');
+    expect((await husk(root, ['update', '--pids-limit', '50', id])).exitCode).toBe(0);
+    await until(() => read(b, 'pidsmax') === '50', 'pids.max = 50 in the guest');
+    const s = await husk(root, ['events', '--stats', id]);
+    expect(JSON.parse(text(s.stdout)).data.pids.limit).toBe(50);
+    expect((await husk(root, ['kill', id, 'KILL'])).exitCode).toBe(0);
+    expect((await run).exitCode).toBe(137);
+  });
+});
+
 describe('husk update and events', () => {
   it('applies resources to the guest cgroup, refuses what a VM cannot do, reports stats and OOM', async () => {
     const { b, id, pid } = await runningCounter('up');
