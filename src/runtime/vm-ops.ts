@@ -28,12 +28,24 @@ export class VmOps {
   private readonly ctx: VmOpsContext;
   /** what `resume` returns to (runc lets a created container be paused too) */
   private pausedFrom: Status = 'running';
+  private engineGone = false;
 
   constructor(ctx: VmOpsContext) {
     this.ctx = ctx;
+    void ctx.vm.engine.exited.then(() => { this.engineGone = true; });
   }
 
   async handle(req: VmOpRequest): Promise<ControlReply> {
+    try {
+      return await this.op(req);
+    } catch (err) {
+      // The VM ended under us (the container exited meanwhile): say it like runc.
+      if (this.engineGone) return { ok: false, error: 'container not running' };
+      throw err;
+    }
+  }
+
+  private async op(req: VmOpRequest): Promise<ControlReply> {
     const { ctx } = this;
     const status = ctx.status();
     switch (req.op) {

@@ -146,6 +146,9 @@ describe('husk pause / resume', () => {
     expect((await huskDetached(root, ['create', '--bundle', b, id], tmp.dir)).exitCode).toBe(0);
     expect((await husk(root, ['pause', id])).exitCode).toBe(0);
     expect((await stateOf(id)).status).toBe('paused');
+    const early = await husk(root, ['start', id]);
+    expect(early.exitCode).toBe(1);
+    expect(text(early.stderr)).toBe('husk: cannot start a container in the paused state\n');
     expect((await husk(root, ['resume', id])).exitCode).toBe(0);
     expect((await stateOf(id)).status).toBe('created');
     expect((await husk(root, ['start', id])).exitCode).toBe(0);

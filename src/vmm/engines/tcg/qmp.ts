@@ -91,7 +91,8 @@ export class QmpClient {
     }
   }
 
-  private fail(err: Error): void {
+  /** Ends the session: pending and later calls reject with err. */
+  fail(err: Error): void {
     if (this.failure) return;
     this.failure = err;
     this.waiters.splice(0).forEach((w) => w.reject(err));
@@ -99,14 +100,16 @@ export class QmpClient {
   }
 }
 
-/** Connects, runs the commands in order, disconnects; returns the last result. */
-export async function qmpRun(socketPath: string, commands: string[]): Promise<unknown> {
-  const c = await QmpClient.connect(socketPath);
+/** Connects, runs the commands in order, disconnects; returns the last result. Fails after timeoutMs overall. */
+export async function qmpRun(socketPath: string, commands: string[], timeoutMs = 30_000): Promise<unknown> {
+  const c = await QmpClient.connect(socketPath, timeoutMs);
+  const timer = setTimeout(() => c.fail(new QmpError(`QMP: no answer to ${commands.join(', ')} in ${timeoutMs / 1000} s`)), timeoutMs);
   try {
     let last: unknown;
     for (const cmd of commands) last = await c.execute(cmd);
     return last;
   } finally {
+    clearTimeout(timer);
     c.close();
   }
 }
