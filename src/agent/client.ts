@@ -57,7 +57,7 @@ export interface SetupSpec {
   readonly: string[];
   sysctl: Record<string, string>;
   rootfsReadonly: boolean;
-  /** extension C: resource attributes (tags 60-65) for the container's cgroup, already encoded */
+  /** extension C: CG_NAMESPACE and resource attributes (tags 60-67) for the container's cgroup, already encoded */
   resources?: Uint8Array;
 }
 
@@ -114,6 +114,8 @@ export function winsizeBytes(ws: { rows: number; cols: number }): Uint8Array {
 
 export function encodeSetup(s: SetupSpec): Uint8Array {
   const w = new TlvWriter();
+  // First: the cgroup namespace flag must reach the agent before the MOUNTs.
+  if (s.resources?.byteLength) w.raw(s.resources);
   if (s.hostname !== undefined) w.string(Tag.HOSTNAME, s.hostname);
   if (s.domainname !== undefined) w.string(Tag.DOMAINNAME, s.domainname);
   for (const m of s.mounts) {
@@ -137,7 +139,6 @@ export function encodeSetup(s: SetupSpec): Uint8Array {
     w.bytes(Tag.DEVICE, Buffer.concat([head, new TextEncoder().encode(`${d.path}\0`)]));
   }
   if (s.rootfsReadonly) w.u8(Tag.ROOTFS_RO, 1);
-  if (s.resources?.byteLength) w.raw(s.resources);
   return w.finish();
 }
 

@@ -68,6 +68,7 @@ export const Tag = {
   CG_CPU_WEIGHT: 64,
   CG_PIDS_MAX: 65,
   CG_FILE: 66,
+  CG_NAMESPACE: 67,
 } as const;
 
 /** FEATURES bit: the agent implements extension A (full process spec, SETUP, HOLD/START, RESIZE). */

@@ -3,7 +3,7 @@
 // is sized at create (resources.ts); inside it, the cgroup v2 limits apply
 // as runc applies them on a cgroup v2 host.
 import { Tag, TlvWriter, parseTlv } from '../agent/protocol.js';
-import type { LinuxResources } from '../oci/spec.js';
+import type { LinuxResources, Spec } from '../oci/spec.js';
 import { GUEST_OVERHEAD_MIB } from './resources.js';
 
 export class ResourceError extends Error {}
@@ -94,6 +94,13 @@ export function encodeResources(res: LinuxResources | undefined, o: EncodeOption
   const pids = int((res.pids as { limit?: unknown } | undefined)?.limit, 'pids limit');
   if (pids !== undefined && pids !== 0) w.u64(Tag.CG_PIDS_MAX, pids < 0 ? MAX : BigInt(pids));
   return w.finish();
+}
+
+/** SETUP's extension C attributes: CG_NAMESPACE first (the spec asks for a cgroup namespace), then the resources. */
+export function encodeCgroupSetup(spec: Spec): Uint8Array {
+  const w = new TlvWriter();
+  if (spec.linux?.namespaces?.some((n) => n.type === 'cgroup')) w.u8(Tag.CG_NAMESPACE, 1);
+  return w.raw(encodeResources(spec.linux?.resources)).finish();
 }
 
 /** The cgroup files of a STATS result, by name; guest text, bounded and never trusted. */

@@ -41,7 +41,7 @@ const alive = (pid: number) => fs.existsSync(`/proc/${pid}`) && !/^\S+ \(.*\) [Z
 // A counter the container advances every 0.1 s, plus what the guest cgroup says about itself;
 // /tmp/oom makes it allocate more than its memory limit once.
 const COUNTER = [
-  'cg=/sys/fs/cgroup$(cut -d: -f3 /proc/self/cgroup); i=0',
+  'cat /proc/self/cgroup > /tmp/selfcg; cg=/sys/fs/cgroup$(cut -d: -f3 /proc/self/cgroup); i=0',
   'while :; do i=$((i+1)); echo $i > /tmp/counter.new; mv /tmp/counter.new /tmp/counter',
   'cat $cg/memory.max > /tmp/memmax.new; mv /tmp/memmax.new /tmp/memmax',
   'cat $cg/pids.max > /tmp/pidsmax.new; mv /tmp/pidsmax.new /tmp/pidsmax',
@@ -49,10 +49,11 @@ const COUNTER = [
   'sleep 0.1; done',
 ].join('; ');
 
-function counterBundle(name: string, limitMiB = 200): string {
+function counterBundle(name: string, limitMiB = 200, cgroupNs = true): string {
   const b = bundle(path.join(tmp.dir, name), { args: ['sh', '-c', COUNTER] });
   const spec = JSON.parse(fs.readFileSync(path.join(b, 'config.json'), 'utf8'));
   spec.linux.resources = { ...(spec.linux.resources ?? {}), memory: { limit: limitMiB << 20 }, pids: { limit: 100 } };
+  if (!cgroupNs) spec.linux.namespaces = spec.linux.namespaces.filter((n: { type: string }) => n.type !== 'cgroup');
   fs.writeFileSync(path.join(b, 'config.json'), JSON.stringify(spec));
   return b;
 }
@@ -141,7 +142,7 @@ describe('husk pause / resume', () => {
   });
 
   it('a created container can be paused and resumed back to created (as runc allows), then started', async () => {
-    const b = counterBundle('pc');
+    const b = counterBundle('pc', 200, false);
     const id = uniqueId('pc');
     expect((await huskDetached(root, ['create', '--bundle', b, id], tmp.dir)).exitCode).toBe(0);
     expect((await husk(root, ['pause', id])).exitCode).toBe(0);
@@ -153,6 +154,10 @@ describe('husk pause / resume', () => {
     expect((await stateOf(id)).status).toBe('created');
     expect((await husk(root, ['start', id])).exitCode).toBe(0);
     await until(() => counter(b) >= 2, 'the counter');
+    // Without a cgroup namespace the container sees the guest's hierarchy and its place in it.
+    expect(read(b, 'selfcg')).toBe('0::/container');
+    await until(() => read(b, 'memmax') !== '', 'memory.max');
+    expect(read(b, 'memmax')).toBe(String(200 << 20));
     expect((await husk(root, ['delete', '--force', id])).exitCode).toBe(0);
   });
 });
@@ -183,6 +188,9 @@ describe('husk update and events', () => {
   it('applies resources to the guest cgroup, refuses what a VM cannot do, reports stats and OOM', async () => {
     const { b, id, pid } = await runningCounter('up');
     await until(() => read(b, 'memmax') !== '', 'the container to report memory.max');
+    // A cgroup namespace (in the default spec): the container's cgroup is its root, as with runc on cgroup v2.
+    expect(read(b, 'selfcg')).toBe('0::/');
+    expect(fs.readFileSync(path.join(b, 'rootfs/tmp/memmax'), 'utf8')).toBe(`${200 << 20}\n`);
     expect(read(b, 'memmax')).toBe(String(200 << 20));
     expect(read(b, 'pidsmax')).toBe('100');
 

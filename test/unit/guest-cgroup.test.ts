@@ -2,7 +2,7 @@
 // stats JSON, and the runc-style flag parsing of `update`/`events`.
 import { describe, expect, it } from 'vitest';
 import { Tag, TlvWriter, parseTlv } from '../../src/agent/protocol.js';
-import { encodeResources, eventLine, oomKills, parseStatFiles, runcStats, sharesToWeight } from '../../src/runtime/guest-cgroup.js';
+import { encodeCgroupSetup, encodeResources, eventLine, oomKills, parseStatFiles, runcStats, sharesToWeight } from '../../src/runtime/guest-cgroup.js';
 import { parseBytes, parseDuration, updateResources } from '../../src/cli/vmops.js';
 
 const MAX = (1n << 64n) - 1n;
@@ -55,6 +55,14 @@ describe('encodeResources', () => {
     expect(() => encodeResources({ memory: { swap: 50 } })).toThrow('needs a memory limit');
     expect(() => encodeResources({ cpu: { period: 10 } })).toThrow('out of range');
     expect(() => encodeResources({ memory: { limit: '1g' as unknown as number } })).toThrow('invalid memory limit');
+  });
+
+  it('SETUP: CG_NAMESPACE first when the spec has a cgroup namespace, then the resources', () => {
+    const withNs = parseTlv(encodeCgroupSetup({ ociVersion: '1.0.2', linux: { namespaces: [{ type: 'pid' }, { type: 'cgroup' }], resources: { pids: { limit: 5 } } } }));
+    expect(withNs.map((a) => a.tag)).toEqual([Tag.CG_NAMESPACE, Tag.CG_PIDS_MAX]);
+    expect([...withNs[0]!.value]).toEqual([1]);
+    const without = parseTlv(encodeCgroupSetup({ ociVersion: '1.0.2', linux: { namespaces: [{ type: 'pid' }] } }));
+    expect(without).toEqual([]);
   });
 
   it('converts shares to weights over the whole range', () => {

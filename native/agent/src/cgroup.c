@@ -3,6 +3,7 @@
  * container's limits never throttle the agent. */
 #include <errno.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -21,6 +22,8 @@
 #define U64_MAX_VAL 0xffffffffffffffffull
 
 static int ready;
+/* SETUP asked for a cgroup namespace (spec linux.namespaces has "cgroup"). */
+static int want_ns;
 
 static void mkdir_quiet(const char *p)
 {
@@ -41,6 +44,16 @@ static int write_file(const char *path, const char *val)
 		return -1;
 	}
 	return 0;
+}
+
+static PRINTF_LIKE(4, 5) int cg_fail(char *err, size_t errlen, int errnum, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+	errno = errnum;
+	return -1;
 }
 
 void cgroup_init(void)
@@ -84,6 +97,33 @@ int cgroup_join(char *err, size_t errlen)
 		errno = saved;
 		return -1;
 	}
+	if (want_ns && unshare(CLONE_NEWCGROUP) < 0) {
+		int saved = errno;
+		snprintf(err, errlen, "unsharing the cgroup namespace: %s", errstr(saved, e, sizeof e));
+		errno = saved;
+		return -1;
+	}
+	return 0;
+}
+
+const char *cgroup_ns_root(void)
+{
+	return ready && want_ns ? CG_DIR : NULL;
+}
+
+int cgroup_is_setup_attr(uint16_t tag)
+{
+	return cgroup_is_attr(tag) || tag == A_CG_NAMESPACE;
+}
+
+int cgroup_setup_attr(uint16_t tag, const uint8_t *val, uint32_t len, int apply, char *err, size_t errlen)
+{
+	if (tag != A_CG_NAMESPACE)
+		return cgroup_attr(tag, val, len, apply, err, errlen);
+	if (len != 1)
+		return cg_fail(err, errlen, EINVAL, "CG_NAMESPACE must be 1 byte, not %u", len);
+	if (apply)
+		want_ns = val[0] != 0;
 	return 0;
 }
 
@@ -92,15 +132,6 @@ int cgroup_is_attr(uint16_t tag)
 	return tag >= A_CG_MEMORY_MAX && tag <= A_CG_PIDS_MAX;
 }
 
-static PRINTF_LIKE(4, 5) int cg_fail(char *err, size_t errlen, int errnum, const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-	errno = errnum;
-	return -1;
-}
 
 /* "max" for UINT64_MAX, else the number. */
 static void fmt_limit(char *out, size_t len, uint64_t v)

@@ -23,9 +23,20 @@ void cgroup_init(void);
  * container's cgroup. 0 (also when there is no cgroup) or -1 with errno set
  * and a message in err. */
 int cgroup_join(char *err, size_t errlen);
+/* (With CG_NAMESPACE, cgroup_join also unshares a cgroup namespace rooted at the container's cgroup.) */
 
 /* 1 if tag is one of the resource attributes (60-65). */
 int cgroup_is_attr(uint16_t tag);
+/* 1 if tag belongs to SETUP: the resource attributes and CG_NAMESPACE (67). */
+int cgroup_is_setup_attr(uint16_t tag);
+
+/* SETUP: like cgroup_attr, plus CG_NAMESPACE (the host sends it before any
+ * MOUNT, so the cgroup mount below already sees it). */
+int cgroup_setup_attr(uint16_t tag, const uint8_t *val, uint32_t len, int apply, char *err, size_t errlen);
+
+/* With a cgroup namespace: the directory to bind on the container's cgroup
+ * mount point (its own cgroup as the root); NULL: mount cgroup2 as usual. */
+const char *cgroup_ns_root(void);
 
 /* Checks (apply == 0) or applies one resource attribute. 0, or -1 with
  * errno set and a message in err. */

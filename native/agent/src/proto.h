@@ -81,6 +81,7 @@ enum tlv_tag {
 	A_CG_CPU_WEIGHT = 64,
 	A_CG_PIDS_MAX = 65,
 	A_CG_FILE = 66,
+	A_CG_NAMESPACE = 67,
 };
 
 /* FEATURES bits in HELLO. */

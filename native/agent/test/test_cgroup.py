@@ -19,6 +19,8 @@ import test_agent as t  # noqa: E402
 t.AGENT = sys.argv[1] if len(sys.argv) > 1 else "build/husk-agent"
 
 UPDATE, STATS, RESULT = 20, 21, 22
+SETUP, SETUP_DONE = 13, 14
+CG_NAMESPACE = 67
 MEM_MAX, SWAP_MAX, MEM_LOW, CPU_MAX, CPU_WEIGHT, PIDS_MAX = range(60, 66)
 FEATURES = 40
 U64_MAX = (1 << 64) - 1
@@ -58,6 +60,17 @@ def main():
         a.send(UPDATE, 100 + i, p)
         a.expect_error(100 + i, errno.EINVAL)
     print("ok   UPDATE validation")
+
+    # CG_NAMESPACE belongs to SETUP (1 byte); UPDATE ignores it like any unknown tag.
+    a.send(UPDATE, 8, t.tlv(CG_NAMESPACE, b"\1"))
+    assert a.recv()[:2] == (RESULT, 8)
+    a.send(SETUP, 0, t.tlv(CG_NAMESPACE, b""))
+    a.expect_error(0, errno.EINVAL, "CG_NAMESPACE")
+    a.send(SETUP, 0, t.tlv(CG_NAMESPACE, b"\1") + t.tlv(CPU_WEIGHT, struct.pack("<I", 0)))
+    a.expect_error(0, errno.EINVAL, "cpu weight")
+    a.send(SETUP, 0, t.tlv(CG_NAMESPACE, b"\1") + good)
+    assert a.recv()[:2] == (SETUP_DONE, 0)
+    print("ok   SETUP with CG_NAMESPACE and resources")
 
     a.send(STATS, 9, b"")
     a.expect_error(9, errno.ENOTSUP, "no container cgroup")
