@@ -17,7 +17,11 @@ beforeAll(() => {
   tmp = scratch('husk-pause-');
   root = path.join(tmp.dir, 'state');
 });
-afterAll(() => tmp.cleanup());
+afterAll(async () => {
+  // A failed test must not leave its VM running: force-delete whatever is left in our root.
+  for (const id of fs.existsSync(root) ? fs.readdirSync(root) : []) await husk(root, ['delete', '--force', id]);
+  tmp.cleanup();
+});
 
 const text = (b: unknown) => Buffer.from(b as Uint8Array).toString();
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
