@@ -6,8 +6,9 @@ import { processCases } from './process.js';
 import { terminalCases } from './terminal.js';
 import { containerCases } from './container.js';
 import { linuxCases } from './linux.js';
+import { pauseCases } from './pause.js';
 
-export const allCases: Case[] = [...lifecycleCases, ...hookCases, ...processCases, ...terminalCases, ...containerCases, ...linuxCases];
+export const allCases: Case[] = [...lifecycleCases, ...hookCases, ...processCases, ...terminalCases, ...containerCases, ...linuxCases, ...pauseCases];
 
 const seen = new Set<string>();
 for (const c of allCases) {

@@ -57,6 +57,8 @@ export interface SetupSpec {
   readonly: string[];
   sysctl: Record<string, string>;
   rootfsReadonly: boolean;
+  /** extension C: CG_NAMESPACE and resource attributes (tags 60-67) for the container's cgroup, already encoded */
+  resources?: Uint8Array;
 }
 
 function u64le(n: bigint): Uint8Array {
@@ -112,6 +114,8 @@ export function winsizeBytes(ws: { rows: number; cols: number }): Uint8Array {
 
 export function encodeSetup(s: SetupSpec): Uint8Array {
   const w = new TlvWriter();
+  // First: the cgroup namespace flag must reach the agent before the MOUNTs.
+  if (s.resources?.byteLength) w.raw(s.resources);
   if (s.hostname !== undefined) w.string(Tag.HOSTNAME, s.hostname);
   if (s.domainname !== undefined) w.string(Tag.DOMAINNAME, s.domainname);
   for (const m of s.mounts) {
@@ -209,6 +213,8 @@ export class AgentConnection {
   private nextId = 1;
   private failure?: Error;
   private setupWaiter?: PromiseWithResolvers<void>;
+  /** requests answered by one RESULT or ERROR with their id (UPDATE, STATS) */
+  private readonly requests = new Map<number, PromiseWithResolvers<Uint8Array>>();
 
   private constructor(sock: net.Socket, reader: FrameReader, hello: Hello) {
     this.sock = sock;
@@ -299,6 +305,20 @@ export class AgentConnection {
     return this.setupWaiter.promise;
   }
 
+  /** Sends a request (own id) and resolves with the payload of its RESULT; ERROR rejects with AgentError. */
+  request(type: number, payload?: Uint8Array): Promise<Uint8Array> {
+    const id = this.nextId++;
+    const w = Promise.withResolvers<Uint8Array>();
+    this.requests.set(id, w);
+    try {
+      this.send(type, id, payload);
+    } catch (err) {
+      this.requests.delete(id);
+      throw err;
+    }
+    return w.promise;
+  }
+
   poweroff(): void {
     if (!this.failure) this.sock.write(encodeFrame(MsgType.POWEROFF, 0));
   }
@@ -322,6 +342,15 @@ export class AgentConnection {
   }
 
   private handle(f: Frame): void {
+    const req = this.requests.get(f.id);
+    if (req && (f.type === MsgType.RESULT || f.type === MsgType.ERROR)) {
+      this.requests.delete(f.id);
+      if (f.type === MsgType.RESULT) { req.resolve(f.payload); return; }
+      const attrs = parseTlv(f.payload);
+      const msg = (attrString(attrs, Tag.MESSAGE) ?? 'agent error').replace(/[\r\n]+/g, ' ').slice(0, 500);
+      req.reject(new AgentError(msg, attrInt(attrs, Tag.ERRNO, true) ?? 0));
+      return;
+    }
     const st = this.procs.get(f.id);
     switch (f.type) {
       case MsgType.STDOUT:
@@ -387,5 +416,7 @@ export class AgentConnection {
     }
     this.setupWaiter?.reject(err);
     this.procs.clear();
+    for (const r of this.requests.values()) r.reject(err);
+    this.requests.clear();
   }
 }

@@ -19,6 +19,10 @@ export const MsgType = {
   SETUP: 13,
   SETUP_DONE: 14,
   RESIZE: 15,
+  // extension C: the container's cgroup in the guest
+  UPDATE: 20,
+  STATS: 21,
+  RESULT: 22,
 } as const;
 
 export const Tag = {
@@ -56,10 +60,21 @@ export const Tag = {
   ROOTFS_RO: 32,
   DEVICE: 33,
   FEATURES: 40,
+  // extension C
+  CG_MEMORY_MAX: 60,
+  CG_MEMORY_SWAP_MAX: 61,
+  CG_MEMORY_LOW: 62,
+  CG_CPU_MAX: 63,
+  CG_CPU_WEIGHT: 64,
+  CG_PIDS_MAX: 65,
+  CG_FILE: 66,
+  CG_NAMESPACE: 67,
 } as const;
 
 /** FEATURES bit: the agent implements extension A (full process spec, SETUP, HOLD/START, RESIZE). */
 export const FEATURE_EXTENSION_A = 1;
+/** FEATURES bit: the agent runs the container in its own cgroup (UPDATE, STATS, SETUP resources). */
+export const FEATURE_CGROUP = 4;
 
 export interface Frame {
   type: number;
@@ -150,6 +165,11 @@ export class TlvWriter {
     new DataView(b.buffer).setUint32(0, n, true);
     return this.add(tag, b);
   }
+  u64(tag: number, n: bigint): this {
+    const b = new Uint8Array(8);
+    new DataView(b.buffer).setBigUint64(0, BigInt.asUintN(64, n), true);
+    return this.add(tag, b);
+  }
   u8(tag: number, n: number): this {
     return this.add(tag, Uint8Array.of(n));
   }
@@ -160,6 +180,11 @@ export class TlvWriter {
   }
   bytes(tag: number, value: Uint8Array): this {
     return this.add(tag, value);
+  }
+  /** Appends attributes encoded elsewhere. */
+  raw(encoded: Uint8Array): this {
+    this.parts.push(encoded);
+    return this;
   }
   finish(): Uint8Array {
     return Buffer.concat(this.parts);

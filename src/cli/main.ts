@@ -8,6 +8,7 @@ import { SPEC_VERSION, VERSION } from './version.js';
 import { registerRun } from './run.js';
 import { registerLifecycle } from './lifecycle.js';
 import { registerBundle } from './bundle.js';
+import { registerVmOps } from './vmops.js';
 
 
 export interface GlobalOptions {
@@ -34,6 +35,7 @@ export function buildProgram(): Command {
   registerRun(program);
   registerLifecycle(program);
   registerBundle(program);
+  registerVmOps(program);
   program
     .command('features')
     .description('print the OCI runtime features document (and the VM engine husk picks here)')

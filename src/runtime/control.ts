@@ -6,7 +6,8 @@ import path from 'node:path';
 export type ControlRequest =
   | { op: 'start' }
   | { op: 'kill'; signal: number; all: boolean }
-  | { op: 'ping' };
+  | { op: 'ping' }
+  | import('./vm-ops.js').VmOpRequest;
 
 export type ControlReply = { ok: true; [k: string]: unknown } | { ok: false; error: string };
 

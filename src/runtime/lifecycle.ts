@@ -114,6 +114,7 @@ export async function start(root: string, id: string): Promise<void> {
   try {
     const st = readState(root, id);
     if (st.status === 'stopped') throw new LifecycleError('cannot start a container that has stopped');
+    if (st.status === 'paused') throw new LifecycleError('cannot start a container in the paused state');
     if (st.status !== 'created') throw new LifecycleError(`cannot start an already running container`);
     await control(st, { op: 'start' });
   } finally {

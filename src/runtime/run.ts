@@ -7,6 +7,7 @@ import path from 'node:path';
 import { loadBundle } from '../oci/bundle.js';
 import { OCI_VERSION, createContainerDir, removeContainerDir, socketDirFor, writeState, type ContainerState } from './state.js';
 import { controlSocketPath, serveControl } from './control.js';
+import { VmOps } from './vm-ops.js';
 import { processStartTime } from '../sys/process.js';
 import { flush, forwardStdin } from './stdio.js';
 import type net from 'node:net';
@@ -66,9 +67,14 @@ export async function runContainer(opts: RunOptions): Promise<number> {
       throw err;
     }
     // Other husk calls (state, kill) reach this foreground VMM like a detached one.
+    const vmOps = new VmOps({
+      status: () => state.status, setStatus: (s) => { state = { ...state, status: s }; writeState(dir, state); },
+      vm: sandbox.vm, agent: sandbox.agent, log,
+    });
     control = await serveControl(controlSocketPath(state.husk.socketDir), async (req) => {
-      if (req.op === 'kill') { running.signal(req.signal); return { ok: true }; }
+      if (req.op === 'kill') { await vmOps.beforeSignal(req.signal); running.signal(req.signal); return { ok: true }; }
       if (req.op === 'ping') return { ok: true };
+      if (req.op === 'pause' || req.op === 'resume' || req.op === 'update' || req.op === 'stats') return vmOps.handle(req);
       return { ok: false, error: 'cannot start an already running container' };
     });
     state = { ...state, status: 'running' };

@@ -6,6 +6,7 @@ import path from 'node:path';
 import type { Process, Spec, Mount } from '../oci/spec.js';
 import type { AgentDevice, AgentMount, ProcessSpec, SetupSpec } from '../agent/client.js';
 import { compileSeccomp } from '../oci/seccomp/compile.js';
+import { encodeCgroupSetup } from './guest-cgroup.js';
 
 export class SpecError extends Error {}
 
@@ -174,6 +175,7 @@ export function setupSpec(spec: Spec, bundleDir: string): { setup: SetupSpec; ex
     rootfsReadonly: !!spec.root?.readonly,
   };
   if (spec.hostname !== undefined) setup.hostname = spec.hostname;
+  setup.resources = encodeCgroupSetup(spec);
   if (spec.domainname !== undefined) setup.domainname = spec.domainname;
   return { setup, exports };
 }

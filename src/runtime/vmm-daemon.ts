@@ -19,6 +19,7 @@ import { AgentError, type RunningProcess } from '../agent/client.js';
 import { processStartTime } from '../sys/process.js';
 import { flush, forwardStdin } from './stdio.js';
 import { setCloexec } from '../sys/io.js';
+import { VmOps } from './vm-ops.js';
 
 export interface DaemonOptions {
   root: string;
@@ -56,6 +57,7 @@ export async function vmmDaemon(o: DaemonOptions): Promise<number> {
   let sandbox: Sandbox | undefined;
   let terminal: HostTerminal | undefined;
   let control: net.Server | undefined;
+  let vmOps: VmOps | undefined;
   try {
     const bundle = loadBundle(state.bundle);
     const spec = bundle.spec;
@@ -82,6 +84,7 @@ export async function vmmDaemon(o: DaemonOptions): Promise<number> {
     for (const phase of ['prestart', 'createRuntime', 'createContainer'] as const) {
       await runHooks(spec.hooks, phase, publicState(state));
     }
+    vmOps = new VmOps({ status: () => state.status, setStatus: (s) => save({ status: s }), vm: sandbox.vm, agent: sandbox.agent, log });
     control = await serveControl(controlSocketPath(state.husk.socketDir), (req) => handleControl(req, running, spec.hooks));
     save({ status: 'created' });
     report({ ok: true });
@@ -134,8 +137,14 @@ export async function vmmDaemon(o: DaemonOptions): Promise<number> {
         return { ok: true };
       }
       case 'kill':
+        await vmOps!.beforeSignal(req.signal);
         running.signal(req.signal);
         return { ok: true };
+      case 'pause':
+      case 'resume':
+      case 'update':
+      case 'stats':
+        return vmOps!.handle(req);
       default:
         return { ok: false, error: 'unknown control request' };
     }

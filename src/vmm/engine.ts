@@ -33,6 +33,10 @@ export interface RunningEngine {
   readonly pid: number;
   readonly exited: Promise<EngineExit>;
   kill(signal?: NodeJS.Signals): void;
+  /** Freezes the guest: every vCPU stopped at a safe point, devices quiet; resolves once it is so. */
+  pause(): Promise<void>;
+  /** Lets a paused guest run again. */
+  resume(): Promise<void>;
 }
 
 /** Where the engine expects the vhost-user socket of device i (for engines that use vhost-user). */

@@ -87,6 +87,8 @@ let dir: string;
 let poller: Poller;
 let dev: VsockDevice;
 let drv: FakeDriver;
+/** true while the transport has stopped the rings (a paused VM): queue() answers undefined */
+let ringsStopped = false;
 const logs: string[] = [];
 
 beforeEach(() => {
@@ -94,7 +96,8 @@ beforeEach(() => {
   poller = new Poller();
   drv = new FakeDriver();
   dev = new VsockDevice({ guestCid: 3, udsPath: path.join(dir, 'v.sock') });
-  dev.attach({ memory: drv.mem, queue: (i) => drv.queues[i], poller, log: (m) => logs.push(m) });
+  ringsStopped = false;
+  dev.attach({ memory: drv.mem, queue: (i) => (ringsStopped ? undefined : drv.queues[i]), poller, log: (m) => logs.push(m) });
 });
 afterEach(() => {
   dev.close();
@@ -145,6 +148,35 @@ describe('vsock device', () => {
     drv.sendTx({ op: Op.CREDIT_UPDATE, bufAlloc: 1000, fwdCnt: 27 });
     dev.notify(1);
     await until(() => { pkts = pkts.concat(drv.takeRx()); return pkts.filter((p) => p.h.op === Op.RW).reduce((n, p) => n + p.data.byteLength, 0) === 100; }, 'rest of data');
+    server.close();
+  });
+
+  it('stays quiet while its rings are stopped (VM paused) and delivers what waited once they restart', async () => {
+    let hostSock: net.Socket | undefined;
+    const server = net.createServer((s) => { hostSock = s; });
+    await new Promise<void>((r) => server.listen(path.join(dir, 'v.sock_1024'), r));
+    drv.giveRx(16);
+    drv.sendTx({ op: Op.REQUEST });
+    dev.notify(1);
+    expect(drv.takeRx().map((p) => p.h.op)).toEqual([Op.RESPONSE]);
+    await until(() => hostSock !== undefined, 'host accept');
+
+    ringsStopped = true;
+    hostSock!.write('while paused');
+    // Level-triggered epoll would report the socket on every poll if the device kept watching it
+    // while it cannot deliver: the data must be reported once, then never again until the restart.
+    let events = 0;
+    for (let i = 0; i < 40; i++) {
+      events += poller.poll(0);
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    expect(events).toBe(1);
+    expect(drv.takeRx()).toEqual([]);
+
+    ringsStopped = false;
+    dev.notify(0); // the transport restarts the ring and lets the device look at it
+    let got = '';
+    await until(() => { got += drv.takeRx().map((p) => Buffer.from(p.data).toString()).join(''); return got === 'while paused'; }, 'data after resume');
     server.close();
   });
 

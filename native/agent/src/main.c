@@ -14,6 +14,7 @@
 
 #include "agent.h"
 #include "boot.h"
+#include "cgroup.h"
 #include "log.h"
 #include "proc.h"
 #include "proto.h"
@@ -72,6 +73,12 @@ static int on_message(struct conn *c, const struct msg *m)
 	case T_POWEROFF:
 		poweroff_requested = 1;
 		break;
+	case T_UPDATE:
+		cgroup_handle_update(c, m->id, m->payload, m->len);
+		break;
+	case T_STATS:
+		cgroup_handle_stats(c, m->id, m->payload, m->len);
+		break;
 	default:
 		conn_send_error(c, m->id, ENOSYS, "unknown message type %u", m->type);
 		break;
@@ -121,7 +128,7 @@ static void send_hello(struct conn *c)
 	buf_init(&b);
 	tlv_put_u32(&b, A_VERSION, PROTOCOL_VERSION);
 	tlv_put_str(&b, A_AGENT, AGENT_NAME);
-	tlv_put_u32(&b, A_FEATURES, FEATURE_EXTENSION_A);
+	tlv_put_u32(&b, A_FEATURES, FEATURE_EXTENSION_A | FEATURE_CGROUP);
 	conn_send(c, T_HELLO, 0, b.data, b.len);
 	buf_free(&b);
 	log_debug("send HELLO");
@@ -265,6 +272,7 @@ int main(int argc, char **argv)
 			flush_for(&conn, POWEROFF_FLUSH_MS);
 			fatal("%s", err);
 		}
+		cgroup_init();
 	}
 
 	send_hello(&conn);

@@ -21,6 +21,7 @@
 
 #include "agent.h"
 #include "bufq.h"
+#include "cgroup.h"
 #include "log.h"
 #include "proto.h"
 #include "setup.h"
@@ -321,6 +322,8 @@ static _Noreturn void child(const struct spawn *s)
 	if (s->have_oom && (oom_fd = open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC)) < 0)
 		child_fail(sfd, errno, "open /proc/self/oom_score_adj: %s", errstr(errno, e, sizeof e));
 
+	if (cgroup_join(q, sizeof q) < 0)
+		child_fail(sfd, errno, "%s", q);
 	if (!cfg.test_mode && (chdir(ROOTFS_DIR) < 0 || chroot(".") < 0))
 		child_fail(sfd, errno, "chroot to %s: %s", ROOTFS_DIR, errstr(errno, e, sizeof e));
 	if (chdir(s->cwd ? s->cwd : "/") < 0)

@@ -29,6 +29,10 @@ enum msg_type {
 	T_SETUP = 13,
 	T_SETUP_DONE = 14,
 	T_RESIZE = 15,
+	/* extension C: the container's cgroup */
+	T_UPDATE = 20,
+	T_STATS = 21,
+	T_RESULT = 22,
 };
 
 enum tlv_tag {
@@ -69,10 +73,20 @@ enum tlv_tag {
 	A_DEVICE = 33,
 	/* HELLO */
 	A_FEATURES = 40,
+	/* extension C: SETUP/UPDATE resources, STATS results */
+	A_CG_MEMORY_MAX = 60,
+	A_CG_MEMORY_SWAP_MAX = 61,
+	A_CG_MEMORY_LOW = 62,
+	A_CG_CPU_MAX = 63,
+	A_CG_CPU_WEIGHT = 64,
+	A_CG_PIDS_MAX = 65,
+	A_CG_FILE = 66,
+	A_CG_NAMESPACE = 67,
 };
 
 /* FEATURES bits in HELLO. */
 #define FEATURE_EXTENSION_A 1u
+#define FEATURE_CGROUP 4u
 
 /* ---- TLV ---- */
 

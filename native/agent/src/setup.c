@@ -19,6 +19,7 @@
 
 #include "agent.h"
 #include "boot.h"
+#include "cgroup.h"
 #include "log.h"
 #include "proto.h"
 
@@ -406,6 +407,14 @@ static int apply_mount(const struct mount_rec *m)
 		src = hooked;
 		bind = 1;
 	}
+	if ((!strcmp(type, "cgroup") || !strcmp(type, "cgroup2")) && cgroup_ns_root()) {
+		/* A cgroup namespace: the container's own cgroup is the root it sees. */
+		src = cgroup_ns_root();
+		type = "bind";
+		data = NULL;
+		flags |= MS_BIND;
+		bind = 1;
+	}
 	if (bind) {
 		struct stat st;
 		if (stat(src, &st) < 0)
@@ -712,6 +721,11 @@ static int setup_attr(uint16_t tag, const uint8_t *val, uint32_t len, int apply,
 		*rootfs_ro = val[0] != 0;
 		return 0;
 	default:
+		if (cgroup_is_setup_attr(tag)) {
+			if (cgroup_setup_attr(tag, val, len, apply, s, sizeof s) < 0)
+				return fail(errno, "%s", s);
+			return 0;
+		}
 		return 0; /* unknown tags are ignored */
 	}
 }

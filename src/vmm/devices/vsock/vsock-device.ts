@@ -381,7 +381,11 @@ export class VsockDevice implements VirtioDevice {
   /** Fills guest rx buffers: control packets first, then data from host sockets with credit. */
   private flushRx(): void {
     const vq = this.env?.queue(RXQ);
-    if (!vq) return;
+    if (!vq) {
+      // Ring stopped (VM paused): stop polling blocked sockets until it restarts, or epoll spins.
+      for (const conn of this.conns.values()) this.updateInterest(conn);
+      return;
+    }
     // A second pass sends what the first one queued (e.g. a CREDIT_REQUEST).
     for (let pass = 0; pass < 2; pass++) {
       const pending = this.control.length;

@@ -185,6 +185,7 @@ export class KvmMachine {
     const workers: Worker[] = [];
     const stopAll = () => {
       Atomics.store(ctl, CTL.stop, 1);
+      Atomics.notify(ctl, CTL.pause); // parked threads see the stop
       this.runMaps.forEach((m) => { m.bytes[1] = 1; }); // kvm_run.immediate_exit
       this.kickAll();
     };
@@ -231,6 +232,27 @@ export class KvmMachine {
         killSignal = signal;
         stopAll();
         kicker = setInterval(() => this.kickAll(), 20);
+      },
+      pause: async () => {
+        if (live === 0 || Atomics.load(ctl, CTL.stop)) throw new Error('the VM is not running');
+        Atomics.store(ctl, CTL.pause, 1);
+        // Out of KVM_RUN at once (immediate_exit + signal), then each vCPU parks at the top of its loop.
+        const deadline = Date.now() + 10_000;
+        while (Atomics.load(ctl, CTL.parked) < live) {
+          if (Atomics.load(ctl, CTL.stop)) throw new Error('the VM stopped while pausing');
+          if (Date.now() > deadline) {
+            Atomics.store(ctl, CTL.pause, 0);
+            Atomics.notify(ctl, CTL.pause);
+            throw new Error('the vCPUs did not stop in time');
+          }
+          this.runMaps.forEach((m) => { m.bytes[1] = 1; });
+          this.kickAll();
+          await new Promise((r) => setTimeout(r, 5));
+        }
+      },
+      resume: async () => {
+        Atomics.store(ctl, CTL.pause, 0);
+        Atomics.notify(ctl, CTL.pause);
       },
     };
   }

@@ -19,8 +19,8 @@ export type StopReason =
   | { kind: 'shutdown'; detail: string }
   | { kind: 'error'; detail: string };
 
-/** Control words shared by the engine and all its vCPU threads. */
-export const CTL = { stop: 0, tids: 8 } as const;
+/** Control words shared by the engine and all its vCPU threads (pause: 1 = park; parked: threads parked now). */
+export const CTL = { stop: 0, pause: 1, parked: 2, tids: 8 } as const;
 export const CTL_BYTES = 4 * (8 + 64);
 
 export class VcpuLoop {
@@ -50,6 +50,7 @@ export class VcpuLoop {
     const ctl = this.ctl;
     while (this.exits < maxExits) {
       if (Atomics.load(ctl, CTL.stop)) return { kind: 'stopped' };
+      if (Atomics.load(ctl, CTL.pause)) { this.park(); continue; }
       const r = kvmRun(fd);
       if (r < 0) {
         if (r === -EINTR) { v.setUint8(RUN.immediateExit, 0); continue; }
@@ -103,6 +104,16 @@ export class VcpuLoop {
       }
     }
     return { kind: 'stopped' };
+  }
+
+  /** Pause: the vCPU is between exits (a safe point, no exit half-handled); sleeps until resumed or stopped. */
+  private park(): void {
+    const ctl = this.ctl;
+    Atomics.add(ctl, CTL.parked, 1);
+    Atomics.notify(ctl, CTL.parked);
+    while (Atomics.load(ctl, CTL.pause) && !Atomics.load(ctl, CTL.stop)) Atomics.wait(ctl, CTL.pause, 1, 1000);
+    Atomics.sub(ctl, CTL.parked, 1);
+    this.view.setUint8(RUN.immediateExit, 0);
   }
 
   close(): void {

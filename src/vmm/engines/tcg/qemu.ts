@@ -4,6 +4,7 @@
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import type { EngineExit, MachineConfig, RunningEngine } from '../../engine.js';
+import { qmpRun } from './qmp.js';
 
 export const QEMU_BINARY = process.env.HUSK_QEMU ?? 'qemu-system-x86_64';
 const SETPRIV = '/usr/bin/setpriv';
@@ -18,6 +19,10 @@ export const MICROVM_MACHINE = 'microvm,acpi=off,pit=on,pic=on,rtc=on,isa-serial
  * (about 0.25 s of emulated busy-waiting); the PIT serves as the clock event instead. */
 export const TCG_CMDLINE = 'noapictimer';
 
+export function qmpSocketPath(stateDir: string): string {
+  return `${stateDir}/qmp.sock`;
+}
+
 export function qemuArgs(cfg: MachineConfig, socketPaths: string[]): string[] {
   const args = [
     '-accel', 'tcg,thread=multi',
@@ -29,6 +34,8 @@ export function qemuArgs(cfg: MachineConfig, socketPaths: string[]): string[] {
     '-nodefaults', '-no-user-config', '-nographic', '-no-reboot',
     '-serial', `file:${cfg.consoleLog}`,
     '-monitor', 'none',
+    // QMP for pause/resume: `stop` halts the vCPUs and QEMU stops the vhost-user rings.
+    '-qmp', `unix:${qmpSocketPath(cfg.stateDir)},server=on,wait=off`,
     '-kernel', cfg.kernel,
     '-initrd', cfg.initrd,
     '-append', `${cfg.cmdline} ${TCG_CMDLINE}`,
@@ -67,6 +74,14 @@ export function startQemu(cfg: MachineConfig, socketPaths: string[]): RunningEng
     exited,
     kill(signal: NodeJS.Signals = 'SIGKILL') {
       if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+    },
+    async pause() {
+      const st = await qmpRun(qmpSocketPath(cfg.stateDir), ['stop', 'query-status']) as { status?: string };
+      if (st?.status !== 'paused') throw new Error(`QEMU did not pause (status ${st?.status})`);
+    },
+    async resume() {
+      const st = await qmpRun(qmpSocketPath(cfg.stateDir), ['cont', 'query-status']) as { status?: string };
+      if (st?.status !== 'running') throw new Error(`QEMU did not resume (status ${st?.status})`);
     },
   };
 }
