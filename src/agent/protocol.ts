@@ -19,6 +19,10 @@ export const MsgType = {
   SETUP: 13,
   SETUP_DONE: 14,
   RESIZE: 15,
+  // extension B: exec, ps, extra fds
+  PS: 16,
+  PS_LIST: 17,
+  FD_DATA: 18,
 } as const;
 
 export const Tag = {
@@ -56,10 +60,15 @@ export const Tag = {
   ROOTFS_RO: 32,
   DEVICE: 33,
   FEATURES: 40,
+  EXTRA_FDS: 41,
+  PSENTRY: 42,
+  CPID: 43,
 } as const;
 
 /** FEATURES bit: the agent implements extension A (full process spec, SETUP, HOLD/START, RESIZE). */
 export const FEATURE_EXTENSION_A = 1;
+/** FEATURES bit: extension B (container pid namespace, exec'd processes join it, PS, EXTRA_FDS/FD_DATA). */
+export const FEATURE_EXTENSION_B = 2;
 
 export interface Frame {
   type: number;

@@ -24,6 +24,8 @@ export interface CreateOptions {
   pidFile?: string;
   consoleSocket?: string;
   debug: boolean;
+  /** fds 3..3+n-1 are relayed to the container process (see fd-relay.ts) */
+  preserveFds?: number;
 }
 
 /** Writes a pid file the way clients expect: complete or absent (temp file + rename). */
@@ -68,11 +70,14 @@ export async function create(o: CreateOptions): Promise<void> {
     if (o.debug) args.push('--debug');
     args.push('vmm', o.id);
     if (o.consoleSocket) args.push('--console-socket', path.resolve(o.consoleSocket));
-    // The daemon keeps our stdio (the container's) and reports on fd 3.
-    const child = spawn(process.execPath, args, { detached: true, stdio: ['inherit', 'inherit', 'inherit', 'pipe'] });
+    const nfds = o.preserveFds ?? 0;
+    if (nfds) args.push('--preserve-fds', String(nfds));
+    // The daemon keeps our stdio (the container's) and preserved fds, and reports on fd 3+n.
+    const extra = Array.from({ length: nfds }, (_, i) => 3 + i);
+    const child = spawn(process.execPath, args, { detached: true, stdio: ['inherit', 'inherit', 'inherit', ...extra, 'pipe'] });
     const status = await new Promise<{ ok: boolean; error?: string }>((resolve) => {
       let buf = '';
-      const pipe = child.stdio[3]!;
+      const pipe = child.stdio[3 + nfds]!;
       pipe.on('data', (d: Buffer) => { buf += d.toString(); });
       pipe.on('error', () => {});
       pipe.on('close', () => {
@@ -85,7 +90,7 @@ export async function create(o: CreateOptions): Promise<void> {
     }
     if (o.pidFile) writePidFile(o.pidFile, child.pid!);
     child.unref();
-    (child.stdio[3] as unknown as { destroy(): void }).destroy();
+    (child.stdio[3 + nfds] as unknown as { destroy(): void }).destroy();
     ok = true;
   } finally {
     fs.rmSync(marker, { force: true });

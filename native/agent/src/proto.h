@@ -29,6 +29,10 @@ enum msg_type {
 	T_SETUP = 13,
 	T_SETUP_DONE = 14,
 	T_RESIZE = 15,
+	/* extension B: exec, ps, extra fds */
+	T_PS = 16,
+	T_PS_LIST = 17,
+	T_FD_DATA = 18,
 };
 
 enum tlv_tag {
@@ -69,10 +73,15 @@ enum tlv_tag {
 	A_DEVICE = 33,
 	/* HELLO */
 	A_FEATURES = 40,
+	/* extension B */
+	A_EXTRA_FDS = 41,
+	A_PSENTRY = 42,
+	A_CPID = 43,
 };
 
 /* FEATURES bits in HELLO. */
 #define FEATURE_EXTENSION_A 1u
+#define FEATURE_EXTENSION_B 2u
 
 /* ---- TLV ---- */
 
