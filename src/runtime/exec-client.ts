@@ -83,6 +83,9 @@ export function execRelay(o: ExecClientOptions): Promise<number> {
         handlers.set('SIGWINCH', h);
         process.on('SIGWINCH', h);
         if (!terminal && process.stdin.isTTY) { process.stdin.setRawMode(true); ownRaw = true; }
+        // A size set while the process was starting raised no SIGWINCH we listened to.
+        const ws = size();
+        if (ws.rows && ws.cols && (ws.rows !== p.consoleSize?.height || ws.cols !== p.consoleSize?.width)) h();
       }
       input.on('data', (d: Buffer) => { for (let i = 0; i < d.byteLength; i += 65536) send(MsgType.STDIN, d.subarray(i, i + 65536)); });
       input.on('end', () => send(MsgType.STDIN));
