@@ -6,8 +6,9 @@ import { processCases } from './process.js';
 import { terminalCases } from './terminal.js';
 import { containerCases } from './container.js';
 import { linuxCases } from './linux.js';
+import { execCases } from './exec.js';
 
-export const allCases: Case[] = [...lifecycleCases, ...hookCases, ...processCases, ...terminalCases, ...containerCases, ...linuxCases];
+export const allCases: Case[] = [...lifecycleCases, ...hookCases, ...processCases, ...terminalCases, ...containerCases, ...linuxCases, ...execCases];
 
 const seen = new Set<string>();
 for (const c of allCases) {

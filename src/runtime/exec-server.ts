@@ -40,6 +40,16 @@ class FrameWritable extends Writable {
   }
 }
 
+// Exec'd processes still being served: when the container's init exits the
+// kernel kills them; the daemon gives their EXIT a moment to reach their hosts.
+const active = new Set<Promise<unknown>>();
+
+/** Resolves when every exec'd process has been reported, or after ms. */
+export function execsSettled(ms: number): Promise<void> {
+  if (!active.size) return Promise.resolve();
+  return Promise.race([Promise.allSettled([...active]).then(() => {}), new Promise<void>((r) => setTimeout(r, ms).unref())]);
+}
+
 export function serveExec(ctx: ExecContext, req: ExecRequest, sock: net.Socket, rest: Buffer): void {
   const send = (type: number, payload?: Uint8Array) => { if (!sock.destroyed) sock.write(encodeFrame(type, 0, payload)); };
   const fail = (msg: string) => {
@@ -75,6 +85,10 @@ export function serveExec(ctx: ExecContext, req: ExecRequest, sock: net.Socket, 
     () => send(MsgType.STARTED, new TlvWriter().u32(Tag.PID, running.containerPid ?? 0).finish()),
     () => {},
   );
+  const reported = Promise.withResolvers<void>();
+  active.add(reported.promise);
+  void reported.promise.then(() => active.delete(reported.promise));
+  sock.on('close', () => reported.resolve());
   running.exited.then(
     async (e) => {
       done = true;
@@ -83,8 +97,9 @@ export function serveExec(ctx: ExecContext, req: ExecRequest, sock: net.Socket, 
       await flush(err);
       send(MsgType.EXIT, new TlvWriter().u32(Tag.STATUS, e.status).u32(Tag.WAITSTATUS, e.waitStatus).finish());
       sock.end();
+      reported.resolve();
     },
-    (e: Error) => { done = true; fail(`unable to start container process: ${e.message}`); },
+    (e: Error) => { done = true; fail(`unable to start container process: ${e.message}`); reported.resolve(); },
   );
 
   // Requests from the exec process.

@@ -115,7 +115,8 @@ export async function exec(o: ExecOptions): Promise<number> {
   const extra = Array.from({ length: o.preserveFds }, (_, i) => 3 + i);
   const child = spawn(process.execPath, args, {
     detached: true,
-    stdio: ['inherit', 'inherit', 'inherit', ...extra, 'pipe'],
+    // With a terminal the process's stdio is the pty: the shim keeps none of ours (a caller may wait for EOF on them).
+    stdio: [...(proc.terminal ? ['ignore', 'ignore', 'ignore'] as const : ['inherit', 'inherit', 'inherit'] as const), ...extra, 'pipe'],
     env: { ...process.env, HUSK_EXEC_REQUEST: JSON.stringify(request), HUSK_EXEC_STATUS_FD: String(3 + o.preserveFds) },
   });
   const status = await new Promise<{ ok: boolean; error?: string }>((resolve) => {

@@ -19,7 +19,7 @@ import { AgentError, type RunningProcess } from '../agent/client.js';
 import { processStartTime } from '../sys/process.js';
 import { flush, forwardStdin } from './stdio.js';
 import { setCloexec } from '../sys/io.js';
-import { serveExec } from './exec-server.js';
+import { execsSettled, serveExec } from './exec-server.js';
 import { relayFds } from './fd-relay.js';
 
 export interface DaemonOptions {
@@ -108,6 +108,7 @@ export async function vmmDaemon(o: DaemonOptions): Promise<number> {
     const exit = await Promise.race([running.exited.catch(() => ({ status: 255, waitStatus: 0, lost: true })), engineGone]);
     if ('lost' in exit) log('the VM went away before the container process exited');
     save({ status: 'stopped' }, { exitStatus: exit.status });
+    await execsSettled(2000);
     await flush(out);
     await flush(err);
     return exit.status;

@@ -223,7 +223,7 @@ describe('husk ps and kill --all', () => {
     const k = await husk(root, ['kill', '--all', id, 'KILL']);
     expect(k.exitCode, text(k.stderr)).toBe(0);
     expect(await reap(hostPid)).toEqual({ exited: 137 });
-    await until(async () => (await husk(root, ['state', id])).stdout.toString().includes('"stopped"'), 'the container to stop');
+    await until(async () => text((await husk(root, ['state', id])).stdout).includes('"stopped"'), 'the container to stop');
     const after = await husk(root, ['exec', id, 'true']);
     expect(after.exitCode).toBe(255);
     expect(text(after.stderr)).toBe('husk: exec failed: cannot exec in a stopped container\n');
