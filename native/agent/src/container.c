@@ -25,6 +25,7 @@ static int own_ns = -1;      /* the agent's pid namespace */
 static int ctr_ns = -1;      /* the container's, while its init lives */
 static pid_t ctr_init;
 static char ctr_ns_id[64];   /* readlink of its ns/pid: "pid:[N]" */
+static int ctr_gone;         /* the init has exited: the container takes no process */
 
 int ctr_enter(int init)
 {
@@ -34,7 +35,7 @@ int ctr_enter(int init)
 		return unshare(CLONE_NEWPID) < 0 ? -errno : 0;
 	}
 	if (ctr_ns < 0)
-		return 0; /* no container namespace (yet): the agent's */
+		return ctr_gone ? -ESRCH : 0; /* no init yet (or no SETUP): the agent's namespace */
 	return setns(ctr_ns, CLONE_NEWPID) < 0 ? -errno : 0;
 }
 
@@ -62,6 +63,7 @@ void ctr_reaped(pid_t pid)
 	close(ctr_ns);
 	ctr_ns = -1;
 	ctr_init = 0;
+	ctr_gone = 1;
 	log_debug("the container's init exited");
 }
 

@@ -816,7 +816,7 @@ void proc_handle_run(struct conn *c, uint32_t id, const uint8_t *payload, size_t
 	for (unsigned i = 0; i < s.nextra; i++)
 		close(extra[i]);
 	if (pid < 0 && fork_err == ENOMEM && !s.init)
-		fork_err = ESRCH; /* the container's init is gone: its namespace takes no process */
+		fork_err = ESRCH; /* the container's init is dying: its namespace takes no process */
 	close_fd(&outp[1]);
 	close_fd(&errp[1]);
 	close_fd(&stp[1]);

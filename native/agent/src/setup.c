@@ -854,6 +854,8 @@ int setup_init_proc(char *err, size_t errlen)
 
 	if (!setup_payload)
 		return 0;
+	/* In the child, fd 2 is the container's stderr: no agent logs there. */
+	cfg.debug = 0;
 	/* 1. Every proc mount again, from this process (a proc mount shows the
 	 *    mounter's pid namespace), in place of the agent's; submounts go too. */
 	tlv_begin(&t, setup_payload, setup_len);
