@@ -186,9 +186,14 @@ describe('podman exec and top with husk', () => {
     expect(r.exitCode, o).toBe(5);
   });
 
-  it('lists the container\'s processes with podman top', async () => {
-    const r = await pm.run(['top', ctr]);
+  it('lists the container\'s processes with podman top and ps(1) options', async () => {
+    // With ps(1) options podman 4.3 runs ps inside the container through the
+    // runtime's exec: the guest's processes, pid 1 the container's init.
+    const r = await pm.run(['top', ctr, '-ef']);
     expect(r.exitCode, err(r)).toBe(0);
-    expect(out(r)).toContain('sleep 100000');
+    const rows = out(r).split('\n');
+    expect(rows.some((l) => /^\s*1\s+\S+\s+sleep 100000$/.test(l)), out(r)).toBe(true);
+    expect(rows.some((l) => /\bps -ef$/.test(l)), out(r)).toBe(true);
+    expect(out(r)).not.toContain('kthreadd'); // no kernel threads: the container's pid namespace only
   });
 });
