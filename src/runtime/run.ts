@@ -7,6 +7,7 @@ import path from 'node:path';
 import { loadBundle } from '../oci/bundle.js';
 import { OCI_VERSION, createContainerDir, removeContainerDir, socketDirFor, writeState, type ContainerState } from './state.js';
 import { controlSocketPath, serveControl } from './control.js';
+import { serveExec } from './exec-server.js';
 import { processStartTime } from '../sys/process.js';
 import { flush, forwardStdin } from './stdio.js';
 import type net from 'node:net';
@@ -66,11 +67,17 @@ export async function runContainer(opts: RunOptions): Promise<number> {
       throw err;
     }
     // Other husk calls (state, kill) reach this foreground VMM like a detached one.
+    const agent = sandbox.agent;
     control = await serveControl(controlSocketPath(state.husk.socketDir), async (req) => {
-      if (req.op === 'kill') { running.signal(req.signal); return { ok: true }; }
+      if (req.op === 'kill') {
+        if (req.all && agent.execCapable) { try { await agent.ps(req.signal); return { ok: true }; } catch { /* the init alone */ } }
+        running.signal(req.signal);
+        return { ok: true };
+      }
       if (req.op === 'ping') return { ok: true };
+      if (req.op === 'ps') return agent.execCapable ? { ok: true, processes: await agent.ps() } : { ok: false, error: 'the guest agent cannot list processes' };
       return { ok: false, error: 'cannot start an already running container' };
-    });
+    }, (req, sock, rest) => serveExec({ agent, seccomp: bundle.seccomp, log, refuse: () => undefined }, req, sock, rest));
     state = { ...state, status: 'running' };
     writeState(dir, state);
     if (opts.pidFile) writePidFile(opts.pidFile, process.pid);
