@@ -292,6 +292,26 @@ static int last_cap(void)
 	return cap - 1;
 }
 
+static void held_exit(int sig)
+{
+	_exit(128 + sig);
+}
+
+/* The signals whose default action ends a process. */
+static void held_signals(void (*handler)(int))
+{
+	static const int term[] = { SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2, SIGALRM,
+				    SIGPIPE, SIGVTALRM, SIGPROF, SIGXCPU, SIGXFSZ, SIGPWR, SIGSYS };
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof sa);
+	sa.sa_handler = handler;
+	for (size_t i = 0; i < sizeof term / sizeof term[0]; i++)
+		sigaction(term[i], &sa, NULL);
+	for (int sig = SIGRTMIN; sig <= SIGRTMAX; sig++)
+		sigaction(sig, &sa, NULL);
+}
+
 static _Noreturn void child(const struct spawn *s)
 {
 	char q[1200], e[128], full[4096];
@@ -473,6 +493,11 @@ static _Noreturn void child(const struct spawn *s)
 		int32_t ready = 0;
 		char go;
 		ssize_t r;
+		/* As PID 1 of its namespace the held init would ignore the
+		 * terminating signals `kill` sends (no handler): until START they
+		 * end it, as they end runc's waiting init. */
+		if (s->init)
+			held_signals(held_exit);
 		while (write(sfd, &ready, sizeof ready) < 0 && errno == EINTR)
 			;
 		while ((r = read(start_fd, &go, 1)) < 0 && errno == EINTR)
@@ -480,6 +505,8 @@ static _Noreturn void child(const struct spawn *s)
 		if (r != 1)
 			_exit(127); /* the agent dropped the process */
 		close(start_fd);
+		if (s->init)
+			held_signals(SIG_DFL);
 	}
 	if (s->filter && s->nnp && install_seccomp(s) < 0)
 		child_fail(sfd, errno, "error loading seccomp filter: %s", errstr(errno, e, sizeof e));
