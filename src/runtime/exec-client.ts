@@ -60,8 +60,9 @@ export function execRelay(o: ExecClientOptions): Promise<number> {
       input.removeAllListeners('end');
       if (ownRaw) (process.stdin as NodeJS.ReadStream).setRawMode?.(false);
       (input as NodeJS.ReadStream).pause?.();
-      relay?.close();
       sock.destroy();
+      await relay?.flush();
+      relay?.close();
       await flush(out);
       await flush(err);
       terminal?.close();

@@ -17,11 +17,14 @@ const O_ACCMODE = 3;
 export interface FdRelay {
   /** bytes (null: EOF) the guest process wrote to its fd */
   fromGuest(fd: number, data: Uint8Array | null): void;
+  /** Resolves once what the guest wrote so far has been handed to the OS. */
+  flush(): Promise<void>;
   close(): void;
 }
 
 interface One {
   write?: (d: Uint8Array) => void;
+  flush?: () => Promise<void>;
   end?: () => void;
   destroy(): void;
 }
@@ -52,7 +55,12 @@ export function relayFds(n: number, toGuest: (fd: number, data: Uint8Array | nul
       } else {
         toGuest(guestFd, null);
       }
-      ones.set(guestFd, { write: writable ? (d) => s.write(d) : undefined, end: writable ? () => s.end() : undefined, destroy: () => s.destroy() });
+      ones.set(guestFd, {
+        write: writable ? (d) => s.write(d) : undefined,
+        flush: writable ? () => new Promise<void>((r) => { if (s.destroyed || !s.writable) r(); else s.write('', () => r()); }) : undefined,
+        end: writable ? () => s.end() : undefined,
+        destroy: () => s.destroy(),
+      });
     } else {
       let r: fs.ReadStream | undefined;
       let w: fs.WriteStream | undefined;
@@ -68,7 +76,13 @@ export function relayFds(n: number, toGuest: (fd: number, data: Uint8Array | nul
         w = fs.createWriteStream('', { fd, autoClose: false });
         w.on('error', () => {});
       }
-      ones.set(guestFd, { write: w ? (d) => w.write(d) : undefined, end: w ? () => w.end() : undefined, destroy: () => { r?.destroy(); w?.destroy(); } });
+      ones.set(guestFd, {
+        write: w ? (d) => w.write(d) : undefined,
+        flush: w ? () => new Promise<void>((res) => { if (w.destroyed || w.writableEnded) res(); else w.write('', () => res()); }) : undefined,
+        // The host fd stays open (it is the caller's): EOF from the guest ends nothing here.
+        end: undefined,
+        destroy: () => { r?.destroy(); w?.destroy(); },
+      });
     }
   }
   return {
@@ -77,6 +91,9 @@ export function relayFds(n: number, toGuest: (fd: number, data: Uint8Array | nul
       if (!o) return;
       if (data) o.write?.(data);
       else o.end?.();
+    },
+    async flush() {
+      await Promise.all([...ones.values()].map((o) => o.flush?.()));
     },
     close() {
       for (const o of ones.values()) o.destroy();

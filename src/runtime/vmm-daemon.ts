@@ -61,6 +61,7 @@ export async function vmmDaemon(o: DaemonOptions): Promise<number> {
   let sandbox: Sandbox | undefined;
   let terminal: HostTerminal | undefined;
   let control: net.Server | undefined;
+  let relay: ReturnType<typeof relayFds> | undefined;
   try {
     const bundle = loadBundle(state.bundle);
     const spec = bundle.spec;
@@ -92,8 +93,9 @@ export async function vmmDaemon(o: DaemonOptions): Promise<number> {
       await runHooks(spec.hooks, phase, publicState(state));
     }
     if (o.preserveFds) {
-      const relay = relayFds(o.preserveFds, (fd, data) => { try { running.writeFd(fd, data); } catch { /* agent gone */ } });
-      running.onFdData((fd, data) => relay.fromGuest(fd, data));
+      const r = relayFds(o.preserveFds, (fd, data) => { try { running.writeFd(fd, data); } catch { /* agent gone */ } });
+      running.onFdData((fd, data) => r.fromGuest(fd, data));
+      relay = r;
     }
     const execCtx = {
       agent: sandbox.agent, seccomp: bundle.seccomp, log,
@@ -111,6 +113,7 @@ export async function vmmDaemon(o: DaemonOptions): Promise<number> {
     await execsSettled(2000);
     await flush(out);
     await flush(err);
+    await relay?.flush();
     return exit.status;
   } catch (e) {
     const msg = e instanceof Error ? e.message : String(e);

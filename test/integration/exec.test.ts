@@ -202,6 +202,29 @@ describe('husk exec', () => {
   });
 });
 
+describe('husk create --preserve-fds', () => {
+  it('relays the caller\'s fds 3.. to the container\'s process', async () => {
+    const cb = bundle(path.join(tmp.dir, 'pf'), { args: ['sh', '-c', 'read line <&3; echo "got $line" >&4; echo done >&4'] });
+    const cid = uniqueId('pfd');
+    const inFile = path.join(tmp.dir, 'pf-in');
+    const outFile = path.join(tmp.dir, 'pf-out');
+    fs.writeFileSync(inFile, 'hello over fd 3\n');
+    const fds = [fs.openSync(inFile, 'r'), fs.openSync(outFile, 'w'), fs.openSync('/dev/null', 'w')];
+    try {
+      // The VMM daemon keeps fds 3 and 4 (and stdout/stderr: files, not pipes we would wait on).
+      const c = await execa(HUSK, ['--root', root, 'create', '--preserve-fds', '2', '--bundle', cb, cid],
+        { reject: false, stdio: ['ignore', fds[2]!, fds[2]!, fds[0]!, fds[1]!] });
+      expect(c.exitCode).toBe(0);
+    } finally {
+      for (const fd of fds) fs.closeSync(fd);
+    }
+    expect((await husk(root, ['start', cid])).exitCode).toBe(0);
+    await until(async () => text((await husk(root, ['state', cid])).stdout).includes('"stopped"'), 'the container to finish');
+    expect(fs.readFileSync(outFile, 'utf8')).toBe('got hello over fd 3\ndone\n');
+    expect((await husk(root, ['delete', cid])).exitCode).toBe(0);
+  });
+});
+
 describe('husk ps and kill --all', () => {
   it('lists the container\'s processes by their pids in its namespace and signals them all', async () => {
     const pidFile = path.join(tmp.dir, 'bg.pid');
