@@ -8,8 +8,9 @@ import os from 'node:os';
 import { FrameReader, MsgType, Tag, TlvWriter, attrInt, attrString, encodeFrame, parseTlv, type Frame } from '../agent/protocol.js';
 import { winsizeBytes } from '../agent/client.js';
 import type { ExecRequest } from './control.js';
-import { sendPtyMaster, type HostTerminal } from './console.js';
-import { relayFds, type FdRelay } from './fd-relay.js';
+// console.js and fd-relay.js load koffi: imported only when needed (exec's start-up is on the clock).
+import type { HostTerminal } from './console.js';
+import type { FdRelay } from './fd-relay.js';
 import { flush } from './stdio.js';
 
 /** The process could not be started (nothing runs in the guest). */
@@ -26,12 +27,13 @@ export interface ExecClientOptions {
 
 const RELAYED: NodeJS.Signals[] = ['SIGTERM', 'SIGINT', 'SIGHUP', 'SIGQUIT', 'SIGUSR1', 'SIGUSR2', 'SIGCONT', 'SIGALRM'];
 
-export function execRelay(o: ExecClientOptions): Promise<number> {
+export async function execRelay(o: ExecClientOptions): Promise<number> {
   const p = o.request.process;
   let terminal: HostTerminal | undefined;
   let ownRaw = false;
+  const relayFds = o.request.extraFds ? (await import('./fd-relay.js')).relayFds : undefined;
   if (p.terminal && o.consoleSocket) {
-    terminal = sendPtyMaster(o.consoleSocket);
+    terminal = (await import('./console.js')).sendPtyMaster(o.consoleSocket);
     const ws = terminal.size();
     if (!p.consoleSize && ws.rows && ws.cols) p.consoleSize = { height: ws.rows, width: ws.cols };
   } else if (p.terminal && process.stdout.isTTY && !p.consoleSize) {
@@ -91,7 +93,7 @@ export function execRelay(o: ExecClientOptions): Promise<number> {
       input.on('data', (d: Buffer) => { for (let i = 0; i < d.byteLength; i += 65536) send(MsgType.STDIN, d.subarray(i, i + 65536)); });
       input.on('end', () => send(MsgType.STDIN));
       input.on('error', () => {});
-      if (o.request.extraFds) {
+      if (relayFds) {
         relay = relayFds(o.request.extraFds, (fd, data) => {
           const head = new Uint8Array(4);
           new DataView(head.buffer).setUint32(0, fd, true);

@@ -6,7 +6,7 @@
 // RUN on its agent connection.
 import type net from 'node:net';
 import { Writable } from 'node:stream';
-import type { AgentConnection, RunningProcess } from '../agent/client.js';
+import type { AgentConnection, ProcessSpec, RunningProcess } from '../agent/client.js';
 import { FrameReader, MsgType, Tag, TlvWriter, attrInt, encodeFrame, parseTlv, type Frame } from '../agent/protocol.js';
 import { processSpec } from './translate.js';
 import type { ExecRequest } from './control.js';
@@ -50,6 +50,17 @@ export function execsSettled(ms: number): Promise<void> {
   return Promise.race([Promise.allSettled([...active]).then(() => {}), new Promise<void>((r) => setTimeout(r, ms).unref())]);
 }
 
+// The container's seccomp profile compiled once, not per exec.
+const compiled = new WeakMap<object, ProcessSpec['seccomp']>();
+function containerSeccomp(ctx: ExecContext): ProcessSpec['seccomp'] {
+  const key = ctx.seccomp as object;
+  if (!compiled.has(key)) {
+    const probe = processSpec({ cwd: '/', user: { uid: 0, gid: 0 }, args: ['-'] }, { stdin: false, seccomp: ctx.seccomp, log: ctx.log });
+    compiled.set(key, probe.seccomp);
+  }
+  return compiled.get(key);
+}
+
 export function serveExec(ctx: ExecContext, req: ExecRequest, sock: net.Socket, rest: Buffer): void {
   const send = (type: number, payload?: Uint8Array) => { if (!sock.destroyed) sock.write(encodeFrame(type, 0, payload)); };
   const fail = (msg: string) => {
@@ -65,7 +76,8 @@ export function serveExec(ctx: ExecContext, req: ExecRequest, sock: net.Socket, 
   let err: FrameWritable;
   try {
     const p = req.process;
-    const spec = processSpec(p, { stdin: !p.terminal, seccomp: ctx.seccomp, log: ctx.log });
+    const spec = processSpec(p, { stdin: !p.terminal, log: ctx.log });
+    if (ctx.seccomp !== undefined && ctx.seccomp !== null) spec.seccomp = containerSeccomp(ctx);
     if (!Number.isInteger(req.extraFds) || req.extraFds < 0 || req.extraFds > 64) throw new Error(`invalid number of preserved fds: ${req.extraFds}`);
     if (req.extraFds) spec.extraFds = req.extraFds;
     out = new FrameWritable(sock, MsgType.STDOUT);

@@ -7,8 +7,7 @@ import type { Process, Spec } from '../oci/spec.js';
 import { containerDir, readState, type ContainerState } from './state.js';
 import { controlRequest, controlSocketPath, type ExecRequest } from './control.js';
 import { execRelay } from './exec-client.js';
-import { writePidFile } from './lifecycle.js';
-import { projectRoot } from '../vmm/assets.js';
+import { writePidFile } from './pidfile.js';
 import type { PsEntry } from '../agent/client.js';
 
 export class ExecError extends Error {}
@@ -110,6 +109,7 @@ export async function exec(o: ExecOptions): Promise<number> {
     });
   }
   // Detached: a process that outlives us holds the streams and exits with the status.
+  const { projectRoot } = await import('../vmm/assets.js');
   const args = ['--no-warnings', path.join(projectRoot(), 'bin/husk.js'), '--root', path.resolve(o.root), 'exec-shim', o.id];
   if (o.consoleSocket) args.push('--console-socket', path.resolve(o.consoleSocket));
   const extra = Array.from({ length: o.preserveFds }, (_, i) => 3 + i);

@@ -14,6 +14,7 @@ import { projectRoot } from '../vmm/assets.js';
 import { isSameProcessAlive } from '../sys/process.js';
 import { runHooks } from './hooks.js';
 import type { Spec } from '../oci/spec.js';
+import { writePidFile } from './pidfile.js';
 
 export class LifecycleError extends Error {}
 
@@ -28,13 +29,8 @@ export interface CreateOptions {
   preserveFds?: number;
 }
 
-/** Writes a pid file the way clients expect: complete or absent (temp file + rename). */
-export function writePidFile(file: string, pid: number): void {
-  const abs = path.resolve(file);
-  const tmp = path.join(path.dirname(abs), `.${path.basename(abs)}.${process.pid}.tmp`);
-  fs.writeFileSync(tmp, String(pid));
-  fs.renameSync(tmp, abs);
-}
+/** Writes a pid file the way clients expect (now in pidfile.ts; kept here for callers). */
+export { writePidFile };
 
 export async function create(o: CreateOptions): Promise<void> {
   const bundle = loadBundle(o.bundle);
