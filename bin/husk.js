@@ -4,7 +4,7 @@ import module from 'node:module';
 module.enableCompileCache?.();
 const argv = process.argv.slice(2);
 const { tryFastPath } = await import('../dist/src/cli/fast.js');
-let code = tryFastPath(argv);
+let code = await tryFastPath(argv);
 if (code === undefined) {
   const { main } = await import('../dist/src/cli/main.js');
   code = await main(argv);

@@ -7,8 +7,9 @@ import { terminalCases } from './terminal.js';
 import { containerCases } from './container.js';
 import { linuxCases } from './linux.js';
 import { pauseCases } from './pause.js';
+import { execCases } from './exec.js';
 
-export const allCases: Case[] = [...lifecycleCases, ...hookCases, ...processCases, ...terminalCases, ...containerCases, ...linuxCases, ...pauseCases];
+export const allCases: Case[] = [...lifecycleCases, ...hookCases, ...processCases, ...terminalCases, ...containerCases, ...linuxCases, ...execCases, ...pauseCases];
 
 const seen = new Set<string>();
 for (const c of allCases) {

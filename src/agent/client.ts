@@ -4,7 +4,7 @@
 import net from 'node:net';
 import type { Writable } from 'node:stream';
 import {
-  FEATURE_EXTENSION_A, FrameReader, MsgType, PROTOCOL_VERSION, ProtocolError, Tag, TlvWriter,
+  FEATURE_EXTENSION_A, FEATURE_EXTENSION_B, FrameReader, MsgType, PROTOCOL_VERSION, ProtocolError, Tag, TlvWriter,
   attrInt, attrString, encodeFrame, parseTlv, type Frame,
 } from './protocol.js';
 
@@ -25,6 +25,8 @@ export interface ProcessSpec {
   noNewPrivileges?: boolean;
   oomScoreAdj?: number;
   seccomp?: { program: Uint8Array; flags: number };
+  /** extension B: fds 3..3+extraFds-1 of the process are relayed with FD_DATA */
+  extraFds?: number;
 }
 
 /** One mount for SETUP, already translated from OCI options to mount(2) terms. */
@@ -102,6 +104,7 @@ export function encodeRun(spec: ProcessSpec, hold: boolean): Uint8Array {
     w.u32(Tag.SECCOMP_FLAGS, spec.seccomp.flags);
   }
   if (hold) w.u8(Tag.HOLD, 1);
+  if (spec.extraFds) w.u32(Tag.EXTRA_FDS, spec.extraFds);
   return w.finish();
 }
 
@@ -163,6 +166,31 @@ interface ProcState {
   created: PromiseWithResolvers<number>;
   started: PromiseWithResolvers<number>;
   exited: PromiseWithResolvers<ExitStatus>;
+  /** extension B: bytes from the process's fd (null: EOF) */
+  onFdData?: (fd: number, data: Uint8Array | null) => void;
+  /** its pid in the container's pid namespace (STARTED's CPID) */
+  cpid?: number;
+}
+
+/** One process of the container, from PS_LIST (pids of the container's pid namespace). */
+export interface PsEntry {
+  pid: number;
+  /** 0: its parent is outside the container (the agent) */
+  ppid: number;
+  uid: number;
+  args: string[];
+}
+
+export function parsePsList(payload: Uint8Array): PsEntry[] {
+  const out: PsEntry[] = [];
+  for (const a of parseTlv(payload)) {
+    if (a.tag !== Tag.PSENTRY) continue;
+    if (a.value.byteLength < 12) throw new ProtocolError('PSENTRY shorter than 12 bytes');
+    const v = new DataView(a.value.buffer, a.value.byteOffset, 12);
+    const cmd = new TextDecoder('utf-8', { fatal: false }).decode(a.value.subarray(12));
+    out.push({ pid: v.getUint32(0, true), ppid: v.getUint32(4, true), uid: v.getUint32(8, true), args: cmd.split('\0') });
+  }
+  return out;
 }
 
 export class RunningProcess {
@@ -172,8 +200,10 @@ export class RunningProcess {
   readonly started: Promise<number>;
   readonly exited: Promise<ExitStatus>;
   private readonly conn: AgentConnection;
+  private readonly st: ProcState;
   constructor(conn: AgentConnection, id: number, st: ProcState) {
     this.conn = conn;
+    this.st = st;
     this.id = id;
     this.created = st.created.promise;
     this.started = st.started.promise;
@@ -188,6 +218,23 @@ export class RunningProcess {
   }
   signal(signo: number): void {
     this.conn.send(MsgType.SIGNAL, this.id, new TlvWriter().u32(Tag.SIGNO, signo).finish());
+  }
+  /** The pid in the container's pid namespace (extension B), once started. */
+  get containerPid(): number | undefined {
+    return this.st.cpid;
+  }
+  /** Where bytes the process writes to a relayed fd go (extension B). */
+  onFdData(handler: (fd: number, data: Uint8Array | null) => void): void {
+    this.st.onFdData = handler;
+  }
+  /** Bytes for relayed fd `fd` of the process; null = EOF. */
+  writeFd(fd: number, data: Uint8Array | null): void {
+    const head = new Uint8Array(4);
+    new DataView(head.buffer).setUint32(0, fd, true);
+    if (!data) { this.conn.send(MsgType.FD_DATA, this.id, head); return; }
+    for (let o = 0; o < data.byteLength; o += 65536) {
+      this.conn.send(MsgType.FD_DATA, this.id, Buffer.concat([head, data.subarray(o, o + 65536)]));
+    }
   }
   writeStdin(data: Uint8Array): void {
     for (let o = 0; o < data.byteLength; o += 65536) {
@@ -215,6 +262,7 @@ export class AgentConnection {
   private setupWaiter?: PromiseWithResolvers<void>;
   /** requests answered by one RESULT or ERROR with their id (UPDATE, STATS) */
   private readonly requests = new Map<number, PromiseWithResolvers<Uint8Array>>();
+  private readonly psWaiters = new Map<number, PromiseWithResolvers<PsEntry[]>>();
 
   private constructor(sock: net.Socket, reader: FrameReader, hello: Hello) {
     this.sock = sock;
@@ -319,6 +367,27 @@ export class AgentConnection {
     return w.promise;
   }
 
+  /** True when the agent implements extension B (exec into the container's pid namespace, PS, extra fds). */
+  get execCapable(): boolean {
+    return ((this.hello.features ?? 0) & FEATURE_EXTENSION_B) !== 0;
+  }
+
+  /** The container's processes; with `signal`, each is sent that signal (kill --all). */
+  ps(signal?: number): Promise<PsEntry[]> {
+    const id = this.nextId++;
+    const w = Promise.withResolvers<PsEntry[]>();
+    this.psWaiters.set(id, w);
+    const t = new TlvWriter();
+    if (signal !== undefined) t.u32(Tag.SIGNO, signal);
+    try {
+      this.send(MsgType.PS, id, t.finish());
+    } catch (err) {
+      this.psWaiters.delete(id);
+      throw err;
+    }
+    return w.promise;
+  }
+
   poweroff(): void {
     if (!this.failure) this.sock.write(encodeFrame(MsgType.POWEROFF, 0));
   }
@@ -367,10 +436,26 @@ export class AgentConnection {
       case MsgType.STARTED:
       case MsgType.CREATED: {
         if (!st) throw new ProtocolError(`agent reported unknown process ${f.id}`);
-        const pid = attrInt(parseTlv(f.payload), Tag.PID);
+        const attrs = parseTlv(f.payload);
+        const pid = attrInt(attrs, Tag.PID);
         if (pid === undefined) throw new ProtocolError('STARTED/CREATED without PID');
+        st.cpid = attrInt(attrs, Tag.CPID) ?? st.cpid;
         st.created.resolve(pid);
         if (f.type === MsgType.STARTED) st.started.resolve(pid);
+        return;
+      }
+      case MsgType.FD_DATA: {
+        if (!st) throw new ProtocolError(`agent sent fd data for unknown process ${f.id}`);
+        if (f.payload.byteLength < 4) throw new ProtocolError('FD_DATA shorter than 4 bytes');
+        const fd = new DataView(f.payload.buffer, f.payload.byteOffset, 4).getUint32(0, true);
+        st.onFdData?.(fd, f.payload.byteLength === 4 ? null : f.payload.subarray(4));
+        return;
+      }
+      case MsgType.PS_LIST: {
+        const w = this.psWaiters.get(f.id);
+        if (!w) throw new ProtocolError(`agent sent PS_LIST for unknown request ${f.id}`);
+        this.psWaiters.delete(f.id);
+        w.resolve(parsePsList(f.payload));
         return;
       }
       case MsgType.SETUP_DONE: {
@@ -398,6 +483,9 @@ export class AgentConnection {
           st.exited.reject(err);
         } else if (f.id === 0 && this.setupWaiter) {
           this.setupWaiter.reject(err);
+        } else if (this.psWaiters.has(f.id)) {
+          this.psWaiters.get(f.id)!.reject(err);
+          this.psWaiters.delete(f.id);
         }
         return;
       }
@@ -418,5 +506,7 @@ export class AgentConnection {
     this.procs.clear();
     for (const r of this.requests.values()) r.reject(err);
     this.requests.clear();
+    for (const w of this.psWaiters.values()) w.reject(err);
+    this.psWaiters.clear();
   }
 }

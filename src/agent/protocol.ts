@@ -19,6 +19,10 @@ export const MsgType = {
   SETUP: 13,
   SETUP_DONE: 14,
   RESIZE: 15,
+  // extension B: exec, ps, extra fds
+  PS: 16,
+  PS_LIST: 17,
+  FD_DATA: 18,
   // extension C: the container's cgroup in the guest
   UPDATE: 20,
   STATS: 21,
@@ -60,6 +64,9 @@ export const Tag = {
   ROOTFS_RO: 32,
   DEVICE: 33,
   FEATURES: 40,
+  EXTRA_FDS: 41,
+  PSENTRY: 42,
+  CPID: 43,
   // extension C
   CG_MEMORY_MAX: 60,
   CG_MEMORY_SWAP_MAX: 61,
@@ -73,6 +80,8 @@ export const Tag = {
 
 /** FEATURES bit: the agent implements extension A (full process spec, SETUP, HOLD/START, RESIZE). */
 export const FEATURE_EXTENSION_A = 1;
+/** FEATURES bit: extension B (container pid namespace, exec'd processes join it, PS, EXTRA_FDS/FD_DATA). */
+export const FEATURE_EXTENSION_B = 2;
 /** FEATURES bit: the agent runs the container in its own cgroup (UPDATE, STATS, SETUP resources). */
 export const FEATURE_CGROUP = 4;
 

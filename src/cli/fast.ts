@@ -5,8 +5,8 @@ import { publicState, readState, DEFAULT_ROOT } from '../runtime/state.js';
 import { reportError } from './errors.js';
 
 /** Handles `[--root R] [--log F] [--log-format X] [--debug] [--systemd-cgroup] state ID`; undefined when not that. */
-export function tryFastPath(argv: string[]): number | undefined {
-  const g: { root: string; log?: string; logFormat?: string } = { root: DEFAULT_ROOT };
+export function tryFastPath(argv: string[]): number | undefined | Promise<number | undefined> {
+  const g: { root: string; log?: string; logFormat?: string; debug: boolean } = { root: DEFAULT_ROOT, debug: false };
   let i = 0;
   for (; i < argv.length; i++) {
     const a = argv[i]!;
@@ -19,9 +19,11 @@ export function tryFastPath(argv: string[]): number | undefined {
       else if (flag === '--log') g.log = v;
       else g.logFormat = v;
     } else if (a === '--debug' || a === '--systemd-cgroup') {
+      if (a === '--debug') g.debug = true;
       continue;
     } else break;
   }
+  if (argv[i] === 'exec') return import('./exec-fast.js').then((m) => m.tryExecFast(g, argv.slice(i)));
   if (argv[i] !== 'state' || argv.length !== i + 2 || argv[i + 1]!.startsWith('-')) return undefined;
   try {
     process.stdout.write(JSON.stringify(publicState(readState(g.root, argv[i + 1]!)), null, 2) + '\n');

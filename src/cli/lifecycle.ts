@@ -25,11 +25,11 @@ export function registerLifecycle(program: Command): void {
     .option('--console-socket <path>', 'unix socket that receives the pty master (process.terminal)')
     .option('--no-pivot', 'accepted for runc compatibility (the guest has its own root)')
     .option('--no-new-keyring', 'accepted for runc compatibility (the guest has its own keyrings)')
-    .option('--preserve-fds <n>', 'extra fds to pass (not supported yet: must be 0)', collectInt, 0)
+    .option('--preserve-fds <n>', 'relay the caller\'s fds 3..3+n-1 to the container process as byte streams', collectInt, 0)
     .action(async (id: string, o: { bundle: string; pidFile?: string; consoleSocket?: string; preserveFds: number }, cmd: Command) => {
       const g = globalOptions(cmd);
-      if (o.preserveFds > 0) throw new Error('--preserve-fds is not supported yet');
-      await (await lifecycle()).create({ root: g.root, id, bundle: o.bundle, pidFile: o.pidFile, consoleSocket: o.consoleSocket, debug: g.debug });
+      if (o.preserveFds > 64) throw new Error(`invalid number of preserved fds: ${o.preserveFds} (at most 64)`);
+      await (await lifecycle()).create({ root: g.root, id, bundle: o.bundle, pidFile: o.pidFile, consoleSocket: o.consoleSocket, debug: g.debug, preserveFds: o.preserveFds });
     });
 
   program
@@ -101,10 +101,11 @@ export function registerLifecycle(program: Command): void {
     .command('vmm', { hidden: true })
     .argument('<container-id>')
     .option('--console-socket <path>')
-    .action(async (id: string, o: { consoleSocket?: string }, cmd: Command) => {
+    .option('--preserve-fds <n>', '', collectInt, 0)
+    .action(async (id: string, o: { consoleSocket?: string; preserveFds: number }, cmd: Command) => {
       const g = globalOptions(cmd);
       const { vmmDaemon } = await import('../runtime/vmm-daemon.js');
-      const code = await vmmDaemon({ root: g.root, id, consoleSocket: o.consoleSocket, debug: g.debug, statusFd: 3 });
+      const code = await vmmDaemon({ root: g.root, id, consoleSocket: o.consoleSocket, debug: g.debug, statusFd: 3 + o.preserveFds, preserveFds: o.preserveFds });
       process.exit(code);
     });
 }

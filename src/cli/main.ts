@@ -9,6 +9,7 @@ import { registerRun } from './run.js';
 import { registerLifecycle } from './lifecycle.js';
 import { registerBundle } from './bundle.js';
 import { registerVmOps } from './vmops.js';
+import { registerExec } from './exec.js';
 
 
 export interface GlobalOptions {
@@ -31,11 +32,14 @@ export function buildProgram(): Command {
     .version(`husk version ${VERSION}\nspec: ${SPEC_VERSION}`, '-v, --version')
     .exitOverride()
     .configureOutput({ outputError: () => {} })
-    .showSuggestionAfterError(false);
+    .showSuggestionAfterError(false)
+    // runc's order: global flags before the verb; `exec ID cmd -x` keeps -x for cmd.
+    .enablePositionalOptions();
   registerRun(program);
   registerLifecycle(program);
   registerBundle(program);
   registerVmOps(program);
+  registerExec(program);
   program
     .command('features')
     .description('print the OCI runtime features document (and the VM engine husk picks here)')

@@ -7,7 +7,23 @@ export type ControlRequest =
   | { op: 'start' }
   | { op: 'kill'; signal: number; all: boolean }
   | { op: 'ping' }
-  | import('./vm-ops.js').VmOpRequest;
+  | import('./vm-ops.js').VmOpRequest
+  | { op: 'ps'; signal?: number }
+  | ExecRequest;
+
+/**
+ * A long-lived request (`husk exec`): after the JSON line the connection
+ * carries agent-protocol frames both ways (see exec-server.ts).
+ */
+export interface ExecRequest {
+  op: 'exec';
+  /** the OCI process, as runc's --process file holds it */
+  process: import('../oci/spec.js').Process;
+  /** fds 3..3+extraFds-1 of the caller are relayed */
+  extraFds: number;
+}
+
+export type StreamHandler = (req: ExecRequest, sock: net.Socket, rest: Buffer) => void;
 
 export type ControlReply = { ok: true; [k: string]: unknown } | { ok: false; error: string };
 
@@ -17,28 +33,33 @@ export function controlSocketPath(socketDir: string): string {
 
 const MAX_REQUEST = 64 * 1024;
 
-export function serveControl(socketPath: string, handle: (req: ControlRequest) => Promise<ControlReply>): Promise<net.Server> {
+export function serveControl(socketPath: string, handle: (req: ControlRequest) => Promise<ControlReply>, stream?: StreamHandler): Promise<net.Server> {
   const server = net.createServer((sock) => {
-    let buf = '';
-    sock.setEncoding('utf8');
+    let buf = Buffer.alloc(0);
     sock.on('error', () => {});
-    sock.on('data', (d: string) => {
-      buf += d;
-      if (buf.length > MAX_REQUEST) { sock.destroy(); return; }
-      const nl = buf.indexOf('\n');
-      if (nl < 0) return;
+    const onData = (d: Buffer) => {
+      buf = Buffer.concat([buf, d]);
+      const nl = buf.indexOf(10);
+      if (nl < 0) {
+        if (buf.length > MAX_REQUEST) sock.destroy();
+        return;
+      }
+      if (nl > MAX_REQUEST) { sock.destroy(); return; }
       sock.pause();
+      sock.off('data', onData);
       let req: ControlRequest;
       try {
-        req = JSON.parse(buf.slice(0, nl)) as ControlRequest;
+        req = JSON.parse(buf.subarray(0, nl).toString('utf8')) as ControlRequest;
       } catch {
         sock.end(JSON.stringify({ ok: false, error: 'bad control request' }) + '\n');
         return;
       }
+      if (req.op === 'exec' && stream) { stream(req, sock, buf.subarray(nl + 1)); return; }
       handle(req)
         .catch((err: unknown): ControlReply => ({ ok: false, error: err instanceof Error ? err.message : String(err) }))
         .then((reply) => sock.end(JSON.stringify(reply) + '\n'));
-    });
+    };
+    sock.on('data', onData);
   });
   return new Promise((resolve, reject) => {
     server.once('error', reject);

@@ -14,6 +14,7 @@ import { projectRoot } from '../vmm/assets.js';
 import { isSameProcessAlive } from '../sys/process.js';
 import { runHooks } from './hooks.js';
 import type { Spec } from '../oci/spec.js';
+import { writePidFile } from './pidfile.js';
 
 export class LifecycleError extends Error {}
 
@@ -24,15 +25,12 @@ export interface CreateOptions {
   pidFile?: string;
   consoleSocket?: string;
   debug: boolean;
+  /** fds 3..3+n-1 are relayed to the container process (see fd-relay.ts) */
+  preserveFds?: number;
 }
 
-/** Writes a pid file the way clients expect: complete or absent (temp file + rename). */
-export function writePidFile(file: string, pid: number): void {
-  const abs = path.resolve(file);
-  const tmp = path.join(path.dirname(abs), `.${path.basename(abs)}.${process.pid}.tmp`);
-  fs.writeFileSync(tmp, String(pid));
-  fs.renameSync(tmp, abs);
-}
+/** Writes a pid file the way clients expect (now in pidfile.ts; kept here for callers). */
+export { writePidFile };
 
 export async function create(o: CreateOptions): Promise<void> {
   const bundle = loadBundle(o.bundle);
@@ -68,11 +66,14 @@ export async function create(o: CreateOptions): Promise<void> {
     if (o.debug) args.push('--debug');
     args.push('vmm', o.id);
     if (o.consoleSocket) args.push('--console-socket', path.resolve(o.consoleSocket));
-    // The daemon keeps our stdio (the container's) and reports on fd 3.
-    const child = spawn(process.execPath, args, { detached: true, stdio: ['inherit', 'inherit', 'inherit', 'pipe'] });
+    const nfds = o.preserveFds ?? 0;
+    if (nfds) args.push('--preserve-fds', String(nfds));
+    // The daemon keeps our stdio (the container's) and preserved fds, and reports on fd 3+n.
+    const extra = Array.from({ length: nfds }, (_, i) => 3 + i);
+    const child = spawn(process.execPath, args, { detached: true, stdio: ['inherit', 'inherit', 'inherit', ...extra, 'pipe'] });
     const status = await new Promise<{ ok: boolean; error?: string }>((resolve) => {
       let buf = '';
-      const pipe = child.stdio[3]!;
+      const pipe = child.stdio[3 + nfds]!;
       pipe.on('data', (d: Buffer) => { buf += d.toString(); });
       pipe.on('error', () => {});
       pipe.on('close', () => {
@@ -85,7 +86,7 @@ export async function create(o: CreateOptions): Promise<void> {
     }
     if (o.pidFile) writePidFile(o.pidFile, child.pid!);
     child.unref();
-    (child.stdio[3] as unknown as { destroy(): void }).destroy();
+    (child.stdio[3 + nfds] as unknown as { destroy(): void }).destroy();
     ok = true;
   } finally {
     fs.rmSync(marker, { force: true });

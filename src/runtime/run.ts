@@ -8,6 +8,7 @@ import { loadBundle } from '../oci/bundle.js';
 import { OCI_VERSION, createContainerDir, removeContainerDir, socketDirFor, writeState, type ContainerState } from './state.js';
 import { controlSocketPath, serveControl } from './control.js';
 import { VmOps } from './vm-ops.js';
+import { serveExec } from './exec-server.js';
 import { processStartTime } from '../sys/process.js';
 import { flush, forwardStdin } from './stdio.js';
 import type net from 'node:net';
@@ -71,12 +72,25 @@ export async function runContainer(opts: RunOptions): Promise<number> {
       status: () => state.status, setStatus: (s) => { state = { ...state, status: s }; writeState(dir, state); },
       vm: sandbox.vm, agent: sandbox.agent, log,
     });
+    const agent = sandbox.agent;
     control = await serveControl(controlSocketPath(state.husk.socketDir), async (req) => {
-      if (req.op === 'kill') { await vmOps.beforeSignal(req.signal); running.signal(req.signal); return { ok: true }; }
+      if (req.op === 'kill') {
+        await vmOps.beforeSignal(req.signal);
+        if (req.all && agent.execCapable) {
+          if (state.status === 'paused') { agent.ps(req.signal).catch(() => {}); return { ok: true }; }
+          try { await agent.ps(req.signal); return { ok: true }; } catch { /* the init alone */ }
+        }
+        running.signal(req.signal);
+        return { ok: true };
+      }
       if (req.op === 'ping') return { ok: true };
       if (req.op === 'pause' || req.op === 'resume' || req.op === 'update' || req.op === 'stats') return vmOps.handle(req);
+      if (req.op === 'ps') {
+        if (state.status === 'paused') return { ok: false, error: 'cannot ps a container that is paused' };
+        return agent.execCapable ? { ok: true, processes: await agent.ps() } : { ok: false, error: 'the guest agent cannot list processes' };
+      }
       return { ok: false, error: 'cannot start an already running container' };
-    });
+    }, (req, sock, rest) => serveExec({ agent, seccomp: bundle.seccomp, log, refuse: () => (state.status === 'paused' ? 'cannot exec in a paused container' : undefined) }, req, sock, rest));
     state = { ...state, status: 'running' };
     writeState(dir, state);
     if (opts.pidFile) writePidFile(opts.pidFile, process.pid);

@@ -20,6 +20,8 @@ import { processStartTime } from '../sys/process.js';
 import { flush, forwardStdin } from './stdio.js';
 import { setCloexec } from '../sys/io.js';
 import { VmOps } from './vm-ops.js';
+import { execsSettled, serveExec } from './exec-server.js';
+import { relayFds } from './fd-relay.js';
 
 export interface DaemonOptions {
   root: string;
@@ -28,6 +30,8 @@ export interface DaemonOptions {
   debug: boolean;
   /** fd on which `create` waits for one JSON status line */
   statusFd: number;
+  /** create --preserve-fds: fds 3..3+n-1 are relayed to the container's process */
+  preserveFds?: number;
 }
 
 const RELAYED: NodeJS.Signals[] = ['SIGTERM', 'SIGINT', 'SIGHUP', 'SIGQUIT', 'SIGUSR1', 'SIGUSR2', 'SIGCONT'];
@@ -40,6 +44,7 @@ export async function vmmDaemon(o: DaemonOptions): Promise<number> {
   process.on('uncaughtException', (err) => { log(`fatal: ${err.stack ?? err.message}`); process.exit(255); });
   // The status fd must not leak into QEMU: create waits for it to close.
   setCloexec(o.statusFd);
+  for (let fd = 3; fd < 3 + (o.preserveFds ?? 0); fd++) setCloexec(fd);
   // The container's stdio may go away (its reader exits): that is the container's business, not a crash.
   for (const s of [process.stdout, process.stderr]) s.on('error', (e) => log(`container stdio: ${e.message}`));
   let reported = false;
@@ -58,11 +63,16 @@ export async function vmmDaemon(o: DaemonOptions): Promise<number> {
   let terminal: HostTerminal | undefined;
   let control: net.Server | undefined;
   let vmOps: VmOps | undefined;
+  let relay: ReturnType<typeof relayFds> | undefined;
   try {
     const bundle = loadBundle(state.bundle);
     const spec = bundle.spec;
     sandbox = await Sandbox.boot({ stateDir: dir, socketDir: state.husk.socketDir, bundle, log, debug: o.debug, setup: true });
     const proc = processSpec(spec.process!, { stdin: !spec.process!.terminal, seccomp: bundle.seccomp, log });
+    if (o.preserveFds) {
+      if (!sandbox.agent.execCapable) throw new Error('the guest agent cannot relay preserved fds (no protocol extension B)');
+      proc.extraFds = o.preserveFds;
+    }
     let out: NodeJS.WritableStream = process.stdout;
     let err: NodeJS.WritableStream = process.stderr;
     if (spec.process!.terminal) {
@@ -84,8 +94,19 @@ export async function vmmDaemon(o: DaemonOptions): Promise<number> {
     for (const phase of ['prestart', 'createRuntime', 'createContainer'] as const) {
       await runHooks(spec.hooks, phase, publicState(state));
     }
+    if (o.preserveFds) {
+      const r = relayFds(o.preserveFds, (fd, data) => { try { running.writeFd(fd, data); } catch { /* agent gone */ } });
+      running.onFdData((fd, data) => r.fromGuest(fd, data));
+      relay = r;
+    }
+    const execCtx = {
+      agent: sandbox.agent, seccomp: bundle.seccomp, log,
+      refuse: () => (state.status === 'stopped' ? 'cannot exec in a stopped container'
+        : state.status === 'paused' ? 'cannot exec in a paused container' : undefined),
+    };
     vmOps = new VmOps({ status: () => state.status, setStatus: (s) => save({ status: s }), vm: sandbox.vm, agent: sandbox.agent, log });
-    control = await serveControl(controlSocketPath(state.husk.socketDir), (req) => handleControl(req, running, spec.hooks));
+    control = await serveControl(controlSocketPath(state.husk.socketDir), (req) => handleControl(req, running, spec.hooks),
+      (req, sock, rest) => serveExec(execCtx, req, sock, rest));
     save({ status: 'created' });
     report({ ok: true });
     for (const sig of RELAYED) process.on(sig, () => { try { running.signal(os.constants.signals[sig]); } catch { /* gone */ } });
@@ -93,8 +114,10 @@ export async function vmmDaemon(o: DaemonOptions): Promise<number> {
     const exit = await Promise.race([running.exited.catch(() => ({ status: 255, waitStatus: 0, lost: true })), engineGone]);
     if ('lost' in exit) log('the VM went away before the container process exited');
     save({ status: 'stopped' }, { exitStatus: exit.status });
+    await execsSettled(2000);
     await flush(out);
     await flush(err);
+    await relay?.flush();
     return exit.status;
   } catch (e) {
     const msg = e instanceof Error ? e.message : String(e);
@@ -138,6 +161,12 @@ export async function vmmDaemon(o: DaemonOptions): Promise<number> {
       }
       case 'kill':
         await vmOps!.beforeSignal(req.signal);
+        // --all: every process of the container's pid namespace (extension B).
+        if (req.all && sandbox!.agent.execCapable && (state.status === 'running' || state.status === 'paused')) {
+          // A frozen guest answers only after resume: the signal is queued like runc's for frozen processes.
+          if (state.status === 'paused') { sandbox!.agent.ps(req.signal).catch(() => {}); return { ok: true }; }
+          try { await sandbox!.agent.ps(req.signal); return { ok: true }; } catch { /* no namespace (yet): the init alone */ }
+        }
         running.signal(req.signal);
         return { ok: true };
       case 'pause':
@@ -145,6 +174,10 @@ export async function vmmDaemon(o: DaemonOptions): Promise<number> {
       case 'update':
       case 'stats':
         return vmOps!.handle(req);
+      case 'ps':
+        if (!sandbox!.agent.execCapable) return { ok: false, error: 'the guest agent cannot list processes (no protocol extension B)' };
+        if (state.status !== 'running' && state.status !== 'created') return { ok: false, error: `cannot ps a container that is ${state.status}` };
+        return { ok: true, processes: await sandbox!.agent.ps() };
       default:
         return { ok: false, error: 'unknown control request' };
     }

@@ -57,3 +57,39 @@ describe('ctr run --runc-binary husk', () => {
     expect(err(r)).toMatch(/exec: "\/no\/such\/binary": no such file or directory/);
   });
 });
+
+describe('ctr task exec and ps with husk', () => {
+  it('execs into a running task and lists its processes', async () => {
+    const run = ctd.ctr(['run', '--rm', '--runc-binary', HUSK, CTR_IMAGE, 'ctd-exec', 'sh', '-c', 'echo up; exec sleep 100000']);
+    for (let i = 0; ; i++) {
+      const t = await ctd.ctr(['task', 'ls']);
+      if (/ctd-exec\s+\d+\s+RUNNING/.test(out(t))) break;
+      if (i > 600) throw new Error(`task never ran: ${out(t)}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    const e = await ctd.ctr(['task', 'exec', '--exec-id', 'x', 'ctd-exec', 'echo', 'hi']);
+    expect(err(e)).toBe('');
+    expect(out(e)).toBe('hi');
+    expect(e.exitCode).toBe(0);
+    const code = await ctd.ctr(['task', 'exec', '--exec-id', 'y', 'ctd-exec', 'sh', '-c', 'exit 3']);
+    expect(code.exitCode).toBe(3);
+
+    const bg = ctd.ctr(['task', 'exec', '--exec-id', 'bg', 'ctd-exec', 'sleep', '1000']);
+    let ps = '';
+    for (let i = 0; ; i++) {
+      ps = out(await ctd.ctr(['task', 'ps', 'ctd-exec']));
+      if (ps.trim().split('\n').length >= 3) break;
+      if (i > 300) throw new Error(`ps never showed the exec'd process: ${ps}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    const pids = ps.trim().split('\n').slice(1).map((l) => Number(l.trim().split(/\s+/)[0]));
+    expect(pids).toContain(1); // the task's init, pid 1 of its namespace in the guest
+    expect(pids).toHaveLength(2);
+
+    const k = await ctd.ctr(['task', 'kill', '--signal', 'SIGKILL', 'ctd-exec']);
+    expect(k.exitCode, err(k)).toBe(0);
+    expect((await run).exitCode).toBe(137);
+    await bg;
+    expect(await processesMentioning('ctd-exec')).toEqual([]);
+  });
+});

@@ -37,7 +37,9 @@ describe('podman --runtime husk', () => {
     expect(r.exitCode).toBe(0);
     const e = await pm.run(['run', '--rm', '--network', 'none', IMAGE, 'sh', '-c', 'exit 7']);
     expect(e.exitCode).toBe(7);
-    const k = await pm.run(['run', '--rm', '--network', 'none', IMAGE, 'sh', '-c', 'kill -9 $$']);
+    // The container's init is PID 1 of its pid namespace, which ignores even a
+    // SIGKILL it sends itself (as with runc): a SIGKILLed child gives 137.
+    const k = await pm.run(['run', '--rm', '--network', 'none', IMAGE, 'sh', '-c', 'sleep 100 & kill -9 $!; wait $!']);
     expect(k.exitCode).toBe(137);
   });
 
@@ -142,5 +144,89 @@ describe('podman --runtime husk', () => {
     const r = await pm.run(['run', '--rm', '--network', 'none', IMAGE, '/no/such/thing']);
     expect(r.exitCode).toBe(127);
     expect(err(r)).toMatch(/no such file or directory/);
+  });
+});
+
+describe('podman exec and top with husk', () => {
+  let ctr = '';
+  beforeAll(async () => {
+    const c = await pm.run(['run', '-d', '--network', 'none', IMAGE, 'sh', '-c', 'echo ready; exec sleep 100000']);
+    expect(c.exitCode, err(c)).toBe(0);
+    ctr = out(c).trim();
+    for (let i = 0; !out(await pm.run(['logs', ctr])).includes('ready'); i++) {
+      if (i > 600) throw new Error('container never became ready');
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  });
+  afterAll(async () => {
+    if (ctr) await pm.run(['rm', '-f', '-t', '0', ctr]);
+  });
+
+  it('runs a command in the container and propagates its exit code', async () => {
+    const r = await pm.run(['exec', ctr, 'echo', 'hi']);
+    expect(err(r)).toBe('');
+    expect(out(r)).toBe('hi');
+    expect(r.exitCode).toBe(0);
+    const e = await pm.run(['exec', ctr, 'sh', '-c', 'exit 3']);
+    expect(e.exitCode).toBe(3);
+    const pid1 = await pm.run(['exec', ctr, 'cat', '/proc/1/cmdline']);
+    expect(out(pid1).replace(/\0/g, ' ').trim()).toBe('sleep 100000');
+  });
+
+  it('honours -e, -w and -u', async () => {
+    const r = await pm.run(['exec', '-e', 'X=1', '-w', '/tmp', '-u', '1000', ctr, 'sh', '-c', 'id -u; pwd; echo X=$X']);
+    expect(err(r)).toBe('');
+    expect(out(r)).toBe('1000\n/tmp\nX=1');
+    expect(r.exitCode).toBe(0);
+  });
+
+  it('relays --preserve-fds', async () => {
+    const file = path.join(tmp.dir, 'preserved.out');
+    const fd = fs.openSync(file, 'w');
+    try {
+      const r = await execa('podman', ['--root', `${pm.dir}/storage`, '--runroot', `${pm.dir}/run`, '--runtime', 'husk', 'exec', '--preserve-fds', '1', ctr, 'sh', '-c', 'echo through-fd-3 >&3'],
+        { env: { ...process.env, CONTAINERS_CONF: path.join(pm.dir, 'containers.conf') }, reject: false, stdio: ['ignore', 'pipe', 'pipe', fd] });
+      expect(r.exitCode, err(r)).toBe(0);
+    } finally {
+      fs.closeSync(fd);
+    }
+    expect(fs.readFileSync(file, 'utf8')).toBe('through-fd-3\n');
+  });
+
+  it('runs ten execs at once, each with its own output', async () => {
+    const runs = await Promise.all(Array.from({ length: 10 }, (_, i) => pm.run(['exec', ctr, 'sh', '-c', `echo out-${i}; exit ${i}`])));
+    runs.forEach((r, i) => {
+      expect(out(r)).toBe(`out-${i}`);
+      expect(r.exitCode).toBe(i);
+    });
+  });
+
+  it('gives exec -it a working tty that follows resizes', async () => {
+    const conf = path.join(pm.dir, 'containers.conf');
+    // Under script (a pty of 30x100), a background job resizes that pty while the
+    // exec'd shell polls its own size: podman -> conmon -> husk -> guest pty.
+    const inner = 'first=$(stty size); echo first=$first; i=0; while [ "$(stty size)" = "$first" ] && [ $i -lt 150 ]; do sleep 0.2; i=$((i+1)); done; echo now=$(stty size); exit 5';
+    const podman = `podman --root ${pm.dir}/storage --runroot ${pm.dir}/run --runtime husk exec -it ${ctr} sh -c '${inner}'`;
+    const resizer = '(sleep 3; stty rows 40 cols 120 </dev/tty; sleep 8; stty rows 50 cols 130 </dev/tty) &';
+    const r = await execa('script', ['-qec', `stty rows 30 cols 100; ${resizer} ${podman}`, '/dev/null'], {
+      env: { ...process.env, CONTAINERS_CONF: conf }, reject: false, stdin: 'ignore',
+    });
+    const o = String(r.stdout);
+    const first = /first=(\d+ \d+)/.exec(o)?.[1];
+    const now = /now=(\d+ \d+)/.exec(o)?.[1];
+    expect(['30 100', '40 120'], o).toContain(first);
+    expect(['40 120', '50 130'], o).toContain(now);
+    expect(now).not.toBe(first);
+    expect(r.exitCode, o).toBe(5);
+  });
+
+  it('lists the container\'s processes with podman top and ps(1) options', async () => {
+    // With ps(1) options podman 4.3 runs ps inside the container through the
+    // runtime's exec: the guest's processes, pid 1 the container's init.
+    const r = await pm.run(['top', ctr, '-ef']);
+    expect(r.exitCode, err(r)).toBe(0);
+    const rows = out(r).split('\n');
+    expect(rows.some((l) => /^\s*1\s+\S+\s+sleep 100000$/.test(l)), out(r)).toBe(true);
+    expect(out(r)).not.toContain('kthreadd'); // no kernel threads: the container's pid namespace only
   });
 });

@@ -19,6 +19,7 @@
 #include "proc.h"
 #include "proto.h"
 #include "setup.h"
+#include "container.h"
 
 /* Stop reading process output while this much is queued for the host. */
 #define OUT_HIGH_WATER (1u << 20)
@@ -42,7 +43,7 @@ static const char *type_name(uint16_t t)
 	static const char *const names[] = {
 		"?", "HELLO", "RUN", "STARTED", "STDOUT", "STDERR",
 		"STDIN", "EXIT", "SIGNAL", "POWEROFF", "ERROR", "CREATED",
-		"START", "SETUP", "SETUP_DONE", "RESIZE",
+		"START", "SETUP", "SETUP_DONE", "RESIZE", "PS", "PS_LIST", "FD_DATA",
 	};
 	return t < sizeof names / sizeof names[0] ? names[t] : "?";
 }
@@ -69,6 +70,12 @@ static int on_message(struct conn *c, const struct msg *m)
 		break;
 	case T_SIGNAL:
 		proc_handle_signal(c, m->id, m->payload, m->len);
+		break;
+	case T_PS:
+		ctr_handle_ps(c, m->id, m->payload, m->len);
+		break;
+	case T_FD_DATA:
+		proc_handle_fd_data(c, m->id, m->payload, m->len);
 		break;
 	case T_POWEROFF:
 		poweroff_requested = 1;
@@ -128,7 +135,7 @@ static void send_hello(struct conn *c)
 	buf_init(&b);
 	tlv_put_u32(&b, A_VERSION, PROTOCOL_VERSION);
 	tlv_put_str(&b, A_AGENT, AGENT_NAME);
-	tlv_put_u32(&b, A_FEATURES, FEATURE_EXTENSION_A | FEATURE_CGROUP);
+	tlv_put_u32(&b, A_FEATURES, FEATURE_EXTENSION_A | FEATURE_EXTENSION_B | FEATURE_CGROUP);
 	conn_send(c, T_HELLO, 0, b.data, b.len);
 	buf_free(&b);
 	log_debug("send HELLO");

@@ -25,6 +25,8 @@
 #include "log.h"
 #include "proto.h"
 #include "setup.h"
+#include "container.h"
+#include "fdrelay.h"
 
 /* Kernel ABI that musl's headers do not carry. */
 #define CAP_VERSION_3 0x20080522u
@@ -56,7 +58,7 @@ struct sock_fprog_abi {
 #define DRAIN_MAX (2u << 20)        /* max bytes read from a pipe after exit */
 #define STATUS_MAX 4000u            /* exec error report: i32 errno + text */
 
-enum { K_STATUS, K_OUT, K_ERR, K_IN };
+enum { K_STATUS, K_OUT, K_ERR, K_IN, K_FD /* + relayed fd index */ };
 
 enum stdin_state {
 	IN_NONE,    /* RUN without STDIN=1: stdin is /dev/null */
@@ -90,6 +92,7 @@ struct proc {
 	int out_fd, err_fd, in_fd;
 	enum stdin_state in_state;
 	struct bq in_q;
+	struct fdrelay *relay;  /* EXTRA_FDS, else NULL */
 };
 
 static struct proc *procs;
@@ -136,6 +139,7 @@ static void proc_free(struct proc *p)
 	close_fd(&p->start_fd);
 	close_fd(&p->pty_fd);
 	bq_clear(&p->in_q);
+	fdr_free(p->relay);
 	free(p);
 }
 
@@ -174,6 +178,9 @@ struct spawn {
 	struct sock_filter_abi *filter;
 	size_t nfilter;
 	uint32_t seccomp_flags;
+	int init;               /* the container's init: PID 1 of its own pid namespace */
+	unsigned nextra;        /* EXTRA_FDS: extra[i] becomes fd 3+i */
+	int *extra;
 };
 
 /* Go-style %q of s, truncated, into dst. */
@@ -248,17 +255,17 @@ static void close_from(unsigned first, unsigned last)
 		close((int)fd);
 }
 
-/* Closes every fd >= 3 except keep1 and keep2 (-1: none). */
-static void close_all_but(int keep1, int keep2)
+/* Closes every fd >= first (>= 3) except keep1 and keep2 (-1: none). */
+static void close_all_but(int keep1, int keep2, unsigned first)
 {
 	int lo = keep1 < keep2 ? keep1 : keep2, hi = keep1 < keep2 ? keep2 : keep1;
-	unsigned from = 3;
+	unsigned from = first;
 
-	if (lo >= 3) {
+	if (lo >= (int)first) {
 		close_from(from, (unsigned)lo - 1);
 		from = (unsigned)lo + 1;
 	}
-	if (hi >= 3) {
+	if (hi >= (int)first) {
 		close_from(from, (unsigned)hi - 1);
 		from = (unsigned)hi + 1;
 	}
@@ -286,11 +293,31 @@ static int last_cap(void)
 	return cap - 1;
 }
 
+static void held_exit(int sig)
+{
+	_exit(128 + sig);
+}
+
+/* The signals whose default action ends a process. */
+static void held_signals(void (*handler)(int))
+{
+	static const int term[] = { SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2, SIGALRM,
+				    SIGPIPE, SIGVTALRM, SIGPROF, SIGXCPU, SIGXFSZ, SIGPWR, SIGSYS };
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof sa);
+	sa.sa_handler = handler;
+	for (size_t i = 0; i < sizeof term / sizeof term[0]; i++)
+		sigaction(term[i], &sa, NULL);
+	for (int sig = SIGRTMIN; sig <= SIGRTMAX; sig++)
+		sigaction(sig, &sa, NULL);
+}
+
 static _Noreturn void child(const struct spawn *s)
 {
 	char q[1200], e[128], full[4096];
 	const char *name = s->argv[0];
-	int sfd = s->status_fd, oom_fd = -1, last = 63;
+	int sfd = s->status_fd, start_fd = s->start_fd, oom_fd = -1, last = 63;
 	uint64_t valid = ~0ull;
 	sigset_t none;
 
@@ -301,7 +328,21 @@ static _Noreturn void child(const struct spawn *s)
 	} else if (dup2(s->in_fd, 0) < 0 || dup2(s->out_fd, 1) < 0 || dup2(s->err_fd, 2) < 0) {
 		child_fail(sfd, errno, "setting up stdio: %s", errstr(errno, e, sizeof e));
 	}
-	close_all_but(sfd, s->start_fd);
+	if (s->nextra) {
+		/* Extra fds become 3..3+n-1: first move everything we keep above them. */
+		int top = 3 + (int)s->nextra, tmp[FDRELAY_MAX];
+		if ((sfd = fcntl(sfd, F_DUPFD_CLOEXEC, top)) < 0)
+			child_fail(s->status_fd, errno, "moving fds: %s", errstr(errno, e, sizeof e));
+		if (start_fd >= 0 && (start_fd = fcntl(start_fd, F_DUPFD_CLOEXEC, top)) < 0)
+			child_fail(sfd, errno, "moving fds: %s", errstr(errno, e, sizeof e));
+		for (unsigned i = 0; i < s->nextra; i++)
+			if ((tmp[i] = fcntl(s->extra[i], F_DUPFD_CLOEXEC, top)) < 0)
+				child_fail(sfd, errno, "moving fds: %s", errstr(errno, e, sizeof e));
+		for (unsigned i = 0; i < s->nextra; i++)
+			if (dup2(tmp[i], 3 + (int)i) < 0)
+				child_fail(sfd, errno, "preserved fd %u: %s", 3 + i, errstr(errno, e, sizeof e));
+	}
+	close_all_but(sfd, start_fd, 3 + s->nextra);
 
 	/* Signals: default dispositions, nothing blocked. */
 	for (int sig = 1; sig < _NSIG; sig++) {
@@ -318,6 +359,12 @@ static _Noreturn void child(const struct spawn *s)
 	setsid();
 	if (s->tty_fd >= 0 && ioctl(0, TIOCSCTTY, 0) < 0)
 		child_fail(sfd, errno, "setting the controlling terminal: %s", errstr(errno, e, sizeof e));
+	/* The container's init mounts its proc (which shows its pid namespace). */
+	if (s->init) {
+		char msg[1024];
+		if (setup_init_proc(msg, sizeof msg) < 0)
+			child_fail(sfd, EIO, "%s", msg);
+	}
 	/* The agent's /proc, before the chroot (the container may have none). */
 	if (s->have_oom && (oom_fd = open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC)) < 0)
 		child_fail(sfd, errno, "open /proc/self/oom_score_adj: %s", errstr(errno, e, sizeof e));
@@ -444,18 +491,25 @@ static _Noreturn void child(const struct spawn *s)
 				   quote(q, sizeof q, name));
 	}
 
-	if (s->start_fd >= 0) {
+	if (start_fd >= 0) {
 		/* HOLD: ready (CREATED), then wait for START. */
 		int32_t ready = 0;
 		char go;
 		ssize_t r;
+		/* As PID 1 of its namespace the held init would ignore the
+		 * terminating signals `kill` sends (no handler): until START they
+		 * end it, as they end runc's waiting init. */
+		if (s->init)
+			held_signals(held_exit);
 		while (write(sfd, &ready, sizeof ready) < 0 && errno == EINTR)
 			;
-		while ((r = read(s->start_fd, &go, 1)) < 0 && errno == EINTR)
+		while ((r = read(start_fd, &go, 1)) < 0 && errno == EINTR)
 			;
 		if (r != 1)
 			_exit(127); /* the agent dropped the process */
-		close(s->start_fd);
+		close(start_fd);
+		if (s->init)
+			held_signals(SIG_DFL);
 	}
 	if (s->filter && s->nnp && install_seccomp(s) < 0)
 		child_fail(sfd, errno, "error loading seccomp filter: %s", errstr(errno, e, sizeof e));
@@ -666,6 +720,12 @@ void proc_handle_run(struct conn *c, uint32_t id, const uint8_t *payload, size_t
 			NEED_LEN("HOLD", 1);
 			hold = val[0] != 0;
 			break;
+		case A_EXTRA_FDS:
+			NEED_LEN("EXTRA_FDS", 4);
+			s.nextra = rd32(val);
+			if (s.nextra > FDRELAY_MAX)
+				BAD("EXTRA_FDS %u (at most %u)", s.nextra, FDRELAY_MAX);
+			break;
 		default:
 			break; /* unknown or irrelevant tags are ignored */
 		}
@@ -723,7 +783,7 @@ void proc_handle_run(struct conn *c, uint32_t id, const uint8_t *payload, size_t
 	}
 
 	int outp[2] = { -1, -1 }, errp[2] = { -1, -1 }, stp[2] = { -1, -1 }, inp[2] = { -1, -1 };
-	int startp[2] = { -1, -1 }, master = -1, slave = -1, out_dup = -1, in_dup = -1;
+	int startp[2] = { -1, -1 }, master = -1, slave = -1, out_dup = -1, in_dup = -1, fork_err_pre = 0;
 	if (terminal) {
 		r = open_pty(&master, &slave, have_ws ? &ws : NULL);
 		if (r < 0) {
@@ -763,10 +823,30 @@ void proc_handle_run(struct conn *c, uint32_t id, const uint8_t *payload, size_t
 	s.status_fd = stp[1];
 	s.tty_fd = slave;
 	s.start_fd = startp[0];
-	pid_t pid = fork();
-	if (pid == 0)
-		child(&s);
-	int fork_err = errno;
+	int extra[FDRELAY_MAX];
+	struct fdrelay *relay = NULL;
+	s.extra = extra;
+	s.init = setup_take_init();
+	if (s.nextra && !(relay = fdr_create(s.nextra, extra))) {
+		s.nextra = 0;
+		fork_err_pre = errno;
+	}
+	/* The init gets a new pid namespace; later processes join it. */
+	if (!fork_err_pre && (r = ctr_enter(s.init)) < 0)
+		fork_err_pre = -r;
+	pid_t pid = -1;
+	if (!fork_err_pre) {
+		pid = fork();
+		if (pid == 0)
+			child(&s);
+	}
+	int fork_err = fork_err_pre ? fork_err_pre : errno;
+	if (!fork_err_pre)
+		ctr_leave(s.init, pid);
+	for (unsigned i = 0; i < s.nextra; i++)
+		close(extra[i]);
+	if (pid < 0 && fork_err == ENOMEM && !s.init)
+		fork_err = ESRCH; /* the container's init is dying: its namespace takes no process */
 	close_fd(&outp[1]);
 	close_fd(&errp[1]);
 	close_fd(&stp[1]);
@@ -782,7 +862,11 @@ void proc_handle_run(struct conn *c, uint32_t id, const uint8_t *payload, size_t
 		close_fd(&master);
 		close_fd(&out_dup);
 		close_fd(&in_dup);
-		conn_send_error(c, id, fork_err, "fork: %s", errstr(fork_err, e, sizeof e));
+		fdr_free(relay);
+		if (fork_err == ESRCH)
+			conn_send_error(c, id, ESRCH, "container not running");
+		else
+			conn_send_error(c, id, fork_err, "fork: %s", errstr(fork_err, e, sizeof e));
 		goto out;
 	}
 
@@ -794,6 +878,7 @@ void proc_handle_run(struct conn *c, uint32_t id, const uint8_t *payload, size_t
 	p->start_fd = startp[1];
 	p->pty_fd = master;
 	p->status_fd = stp[0];
+	p->relay = relay;
 	if (terminal) {
 		p->out_fd = out_dup;
 		p->err_fd = -1;
@@ -883,7 +968,14 @@ static int exec_outcome(struct conn *c, struct proc *p)
 	}
 	p->phase = PH_RUNNING;
 	log_debug("send STARTED id=%u pid=%d", p->id, (int)p->pid);
-	send_u32_msg(c, T_STARTED, p->id, A_PID, (uint32_t)p->pid);
+	struct buf b;
+	uint32_t cpid = ctr_inner_pid(p->pid);
+	buf_init(&b);
+	tlv_put_u32(&b, A_PID, (uint32_t)p->pid);
+	if (cpid)
+		tlv_put_u32(&b, A_CPID, cpid);
+	conn_send(c, T_STARTED, p->id, b.data, b.len);
+	buf_free(&b);
 	return 0;
 }
 
@@ -962,6 +1054,7 @@ static void process_exited(struct conn *c, struct proc *p, int ws)
 	drain_output(c, p, &p->out_fd, T_STDOUT);
 	if (p->err_fd >= 0)
 		drain_output(c, p, &p->err_fd, T_STDERR);
+	fdr_drain(c, p->id, p->relay);
 
 	if (WIFEXITED(ws))
 		status = WEXITSTATUS(ws);
@@ -987,6 +1080,7 @@ void proc_reap(struct conn *c)
 			continue;
 		if (pid <= 0)
 			return;
+		ctr_reaped(pid);
 		struct proc *p = find_pid(pid);
 		if (p)
 			process_exited(c, p, ws);
@@ -1057,7 +1151,7 @@ size_t proc_stdin_pending(void)
 {
 	size_t total = 0;
 	for (struct proc *p = procs; p; p = p->next)
-		total += p->in_q.bytes;
+		total += p->in_q.bytes + fdr_pending(p->relay);
 	return total;
 }
 
@@ -1178,7 +1272,7 @@ void proc_handle_resize(struct conn *c, uint32_t id, const uint8_t *payload, siz
 
 size_t proc_max_pollfds(void)
 {
-	return nprocs * 4;
+	return nprocs * (4 + FDRELAY_MAX);
 }
 
 static size_t add(struct pollfd *pfd, struct proc_ref *ref, size_t i, struct proc *p,
@@ -1208,6 +1302,8 @@ size_t proc_pollfds(struct pollfd *pfd, struct proc_ref *ref, int read_output)
 		}
 		if (p->in_fd >= 0 && !bq_empty(&p->in_q))
 			i = add(pfd, ref, i, p, K_IN, p->in_fd, POLLOUT);
+		if (p->phase == PH_RUNNING)
+			i += fdr_pollfds(p->relay, pfd + i, ref + i, p->id, K_FD, read_output);
 	}
 	return i;
 }
@@ -1241,6 +1337,10 @@ void proc_dispatch(struct conn *c, const struct pollfd *pfd, const struct proc_r
 			if (p->in_fd == pfd[i].fd)
 				stdin_flush(p);
 			break;
+		default:
+			if (ref[i].kind >= K_FD)
+				fdr_dispatch(c, p->id, p->relay, (unsigned)(ref[i].kind - K_FD), pfd[i].revents);
+			break;
 		}
 	}
 }
@@ -1251,4 +1351,18 @@ void proc_kill_all(void)
 		kill(-p->pid, SIGKILL);
 		kill(p->pid, SIGKILL);
 	}
+}
+
+/* ------------------------------------------------------------------ */
+/* FD_DATA (extension B) */
+
+void proc_handle_fd_data(struct conn *c, uint32_t id, const uint8_t *payload, size_t n)
+{
+	struct proc *p = find_id(id);
+
+	if (!p) {
+		conn_send_error(c, id, ESRCH, "FD_DATA: no process with id %u", id);
+		return;
+	}
+	fdr_input(c, id, p->relay, payload, n);
 }

@@ -14,6 +14,7 @@ void proc_handle_stdin(struct conn *c, uint32_t id, const uint8_t *p, size_t n);
 void proc_handle_signal(struct conn *c, uint32_t id, const uint8_t *p, size_t n);
 void proc_handle_start(struct conn *c, uint32_t id, const uint8_t *p, size_t n);
 void proc_handle_resize(struct conn *c, uint32_t id, const uint8_t *p, size_t n);
+void proc_handle_fd_data(struct conn *c, uint32_t id, const uint8_t *p, size_t n);
 
 /* Reaps every exited child (orphans too); sends EXIT for our processes
  * after draining their output. */

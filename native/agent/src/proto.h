@@ -29,6 +29,10 @@ enum msg_type {
 	T_SETUP = 13,
 	T_SETUP_DONE = 14,
 	T_RESIZE = 15,
+	/* extension B: exec, ps, extra fds */
+	T_PS = 16,
+	T_PS_LIST = 17,
+	T_FD_DATA = 18,
 	/* extension C: the container's cgroup */
 	T_UPDATE = 20,
 	T_STATS = 21,
@@ -73,6 +77,10 @@ enum tlv_tag {
 	A_DEVICE = 33,
 	/* HELLO */
 	A_FEATURES = 40,
+	/* extension B */
+	A_EXTRA_FDS = 41,
+	A_PSENTRY = 42,
+	A_CPID = 43,
 	/* extension C: SETUP/UPDATE resources, STATS results */
 	A_CG_MEMORY_MAX = 60,
 	A_CG_MEMORY_SWAP_MAX = 61,
@@ -86,6 +94,7 @@ enum tlv_tag {
 
 /* FEATURES bits in HELLO. */
 #define FEATURE_EXTENSION_A 1u
+#define FEATURE_EXTENSION_B 2u
 #define FEATURE_CGROUP 4u
 
 /* ---- TLV ---- */

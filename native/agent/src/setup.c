@@ -55,6 +55,9 @@ struct mount_attr_abi {
 static enum { S_NONE, S_DONE, S_FAILED } state;
 static int run_seen;
 static int console_pending; /* the next RUN is the first after SETUP */
+static int init_pending;    /* the same, for setup_take_init() */
+static uint8_t *setup_payload; /* the applied SETUP, for setup_init_proc() */
+static size_t setup_len;
 
 /* The first failure: errno and one-line message. */
 static int fail_err;
@@ -780,6 +783,12 @@ void setup_handle(struct conn *c, uint32_t id, const uint8_t *p, size_t n)
 		return;
 	}
 	state = S_DONE;
+	/* Kept for the container's init, which mounts its own proc (see
+	 * setup_init_proc). */
+	setup_payload = xmalloc(n ? n : 1);
+	if (n)
+		memcpy(setup_payload, p, n);
+	setup_len = n;
 	log_debug("send SETUP_DONE%s", cfg.test_mode ? " (test mode: checked, nothing applied)" : "");
 	conn_send(c, T_SETUP_DONE, 0, NULL, 0);
 }
@@ -793,6 +802,7 @@ int setup_before_run(struct conn *c, uint32_t id)
 	if (!run_seen) {
 		run_seen = 1;
 		console_pending = state == S_DONE && !cfg.test_mode;
+		init_pending = console_pending;
 		if (state == S_NONE && !cfg.test_mode)
 			boot_container_mounts();
 	}
@@ -822,4 +832,98 @@ void setup_console(int slave_fd)
 		return;
 	}
 	log_debug("SETUP: the init's terminal is bound on /dev/console");
+}
+
+/* ------------------------------------------------------------------ */
+/* The container's pid namespace (protocol extension B) */
+
+int setup_take_init(void)
+{
+	int r = init_pending;
+	init_pending = 0;
+	return r;
+}
+
+/* Is the container path c at or below the proc mount destination d? */
+static int below(const char *c, const char *d)
+{
+	size_t n = strlen(d);
+	while (n > 1 && d[n - 1] == '/')
+		n--;
+	if (n == 1 && d[0] == '/')
+		return 1;
+	return strncmp(c, d, n) == 0 && (c[n] == '\0' || c[n] == '/');
+}
+
+int setup_init_proc(char *err, size_t errlen)
+{
+	struct tlv t;
+	uint16_t tag;
+	const uint8_t *val;
+	uint32_t len;
+	struct mount_rec m;
+	const char *procs[64];
+	size_t nproc = 0;
+	char dst[PATH_MAX], s[PATH_MAX];
+
+	if (!setup_payload)
+		return 0;
+	/* In the child, fd 2 is the container's stderr: no agent logs there. */
+	cfg.debug = 0;
+	/* 1. Every proc mount again, from this process (a proc mount shows the
+	 *    mounter's pid namespace), in place of the agent's; submounts go too. */
+	tlv_begin(&t, setup_payload, setup_len);
+	while (tlv_next(&t, &tag, &val, &len) > 0) {
+		if (tag != A_MOUNT || parse_mount(val, len, &m) < 0 || strcmp(m.type, "proc"))
+			continue;
+		if (nproc < sizeof procs / sizeof procs[0])
+			procs[nproc++] = m.dest;
+		int r = container_path(m.dest, dst, sizeof dst, 0, 0);
+		if (r < 0) {
+			snprintf(err, errlen, "proc mount on %s: %s", m.dest, es(-r));
+			return -1;
+		}
+		if (umount2(dst, MNT_DETACH) < 0 && errno != EINVAL) {
+			snprintf(err, errlen, "unmounting the agent's proc on %s: %s", m.dest, es(errno));
+			return -1;
+		}
+		if (apply_mount(&m) < 0) {
+			snprintf(err, errlen, "%s", fail_msg);
+			return -1;
+		}
+	}
+	if (!nproc)
+		return 0;
+	/* 2. What lay below them: later mounts, masked and read-only paths. */
+	int seen = 0;
+	tlv_begin(&t, setup_payload, setup_len);
+	while (tlv_next(&t, &tag, &val, &len) > 0) {
+		int under = 0, r = 0;
+		if (tag == A_MOUNT) {
+			if (parse_mount(val, len, &m) < 0)
+				continue;
+			if (!strcmp(m.type, "proc")) {
+				seen++;
+				continue;
+			}
+			for (size_t i = 0; i < nproc && i < (size_t)seen; i++)
+				under |= below(m.dest, procs[i]) && strcmp(m.dest, procs[i]) != 0;
+			if (under)
+				r = apply_mount(&m);
+		} else if (tag == A_MASKED || tag == A_READONLY) {
+			if (len >= sizeof s || !tlv_str_ok(val, len))
+				continue;
+			memcpy(s, val, len);
+			s[len] = '\0';
+			for (size_t i = 0; i < nproc; i++)
+				under |= below(s, procs[i]);
+			if (under)
+				r = tag == A_MASKED ? apply_masked(s) : apply_readonly(s);
+		}
+		if (r < 0) {
+			snprintf(err, errlen, "%s", fail_msg);
+			return -1;
+		}
+	}
+	return 0;
 }

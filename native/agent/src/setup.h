@@ -30,4 +30,14 @@ void setup_console(int slave_fd);
  * resolved path, never outside root. 0 or -errno (ELOOP, ENAMETOOLONG, ...). */
 int root_resolve(const char *root, const char *path, char *out, size_t outlen);
 
+/* Extension B: 1 once, for the container's init (the first RUN after
+ * SETUP), which gets its own pid namespace. */
+int setup_take_init(void);
+
+/* In the container's init, after it entered its pid namespace and before
+ * the chroot: mounts every proc of the SETUP again (replacing the agent's),
+ * then the mounts, masked and read-only paths below them. 0, or -1 with a
+ * message in err. */
+int setup_init_proc(char *err, size_t errlen);
+
 #endif

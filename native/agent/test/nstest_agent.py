@@ -125,6 +125,14 @@ def setup_test():
     a.send(SETUP, 0, p)
     typ, _, p = a.recv()
     assert typ == SETUP_DONE, t.parse_tlv(p)
+    # The first RUN is the container's init, PID 1 of its own pid namespace;
+    # the later ones join it (extension B).
+    a.run(20, ["sleep", "1000"], env=("PATH=/bin",))
+    typ, id_, _ = a.recv()
+    assert (typ, id_) == (t.STARTED, 20), typ
+    r = run(a, 21, ["sh", "-c", "echo $$; cat /proc/1/cmdline"])
+    lines = r["out"].decode().split("\n", 1)
+    assert lines[0] != "1" and lines[1] == "sleep\x001000\x00", r
     r = run(a, 2, ["sh", "-c", "hostname; cat /proc/sys/kernel/domainname; cat /data/dir/file /etc/bound"
                    " /mnt/extra/hello; readlink /dev/ptmx; readlink /dev/fd; test -c /dev/null && test -c /dev/urandom"
                    " && test -c /dev/tty && echo x >/dev/null && head -c 4 /dev/zero | wc -c;"
@@ -150,6 +158,12 @@ def setup_test():
     r = run(a, 4, ["sh", "-c", "tty; ls /dev/pts; stty size"], extra=struct.pack("<HIB", 13, 1, 1) +
             struct.pack("<HIHH", 14, 4, 12, 34))
     assert r["out"].replace(b"\r", b"").split() == [b"/dev/pts/0", b"0", b"ptmx", b"12", b"34"], r
+    a.send(t.SIGNAL, 20, t.tlv(t.SIGNO, struct.pack("<I", 15)))  # PID 1 without a handler: ignored
+    time.sleep(0.3)
+    a.send(t.SIGNAL, 20, t.tlv(t.SIGNO, struct.pack("<I", 9)))
+    assert a.collect(20, started=1)["exit"] == (137, 9)
+    r = run(a, 22, ["true"])
+    assert r["error"] == (errno.ESRCH, "container not running"), r
     a.send(t.POWEROFF, 0)
     a.proc.wait(10)
     print("ok   PID 1 mode: SETUP (hostname, OCI default mounts, binds, virtiofs, symlinks kept inside,"
@@ -177,9 +191,17 @@ def devices_console_test():
     typ, _, p = a.recv()
     assert typ == SETUP_DONE, t.parse_tlv(p)
     term = struct.pack("<HIB", 13, 1, 1)
-    r = run(a, 1, ["sh", "-c", "tty; stat -c '%t:%T' $(tty) /dev/console"], extra=term)
-    out = r["out"].replace(b"\r", b"").decode().split()
-    assert out[0].startswith("/dev/pts/") and out[1] == out[2], r
+    # The init stays up (reading its terminal) while RUN 2 joins the container.
+    a.send(t.RUN, 1, b"".join(t.tlv(t.ARG, x) for x in ["sh", "-c", "tty; stat -c '%t:%T' $(tty) /dev/console; read x"])
+           + t.tlv(t.ENV, "PATH=/bin") + term)
+    init_out = b""
+    while init_out.count(b"\n") < 3:
+        typ, id_, p = a.recv()
+        assert id_ == 1 and typ in (t.STARTED, t.STDOUT), (typ, p)
+        if typ == t.STDOUT:
+            init_out += p
+    out = init_out.replace(b"\r", b"").decode().split()
+    assert out[0].startswith("/dev/pts/") and out[1] == out[2], init_out
     r = run(a, 2, ["sh", "-c", "stat -c '%n %F %t:%T %a %u:%g' /dev/zero /dev/mynull /dev/sub/loop0 /outside/fifo;"
                    " echo x >/dev/mynull && echo ok; tty; stat -c '%t:%T' /dev/console"], extra=term)
     lines = r["out"].replace(b"\r", b"").decode().splitlines()
@@ -189,6 +211,8 @@ def devices_console_test():
                          "/outside/fifo fifo 0:0 640 1000:1000", "ok"], r
     assert lines[6] == out[1], r
     assert not os.path.exists(os.path.join(ROOT, "outside")), "device escaped the rootfs"
+    a.send(t.STDIN, 1, b"\n")
+    assert a.collect(1, started=1)["exit"] == (0, 0)
     a.send(t.POWEROFF, 0)
     a.proc.wait(10)
     with open(os.path.join(ROOT, "tmp/console.log")) as f:

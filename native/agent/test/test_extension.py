@@ -94,7 +94,7 @@ def test(fn):
 def hello_features(a):
     typ, _, p = a.recv()
     assert typ == t.HELLO
-    assert t.u32(t.parse_tlv(p)[FEATURES][0]) & 1
+    assert t.u32(t.parse_tlv(p)[FEATURES][0]) & 3 == 3  # extensions A and B
 
 
 @test
@@ -330,6 +330,59 @@ def setup_messages(_):
     a.send(SETUP, 0, good)
     a.expect_error(0, errno.EINVAL, "already")
     assert a.close() == 0
+
+
+PS, PS_LIST, FD_DATA = 16, 17, 18
+EXTRA_FDS = 41
+
+
+@test
+def extension_b_extra_fds(a):
+    """EXTRA_FDS / FD_DATA (extension B): fds 3.. of the process are relayed both ways."""
+    a.send(t.RUN, 40, run_payload(["sh", "-c", "cat <&3 >&4; echo tail >&4; echo err >&3"], extra=tlv(EXTRA_FDS, struct.pack("<I", 2))))
+    a.send(FD_DATA, 40, struct.pack("<I", 3) + b"to fd 3\n")
+    a.send(FD_DATA, 40, struct.pack("<I", 3))  # EOF
+    got = {3: b"", 4: b""}
+    eof = set()
+    while True:
+        typ, id_, p = a.recv()
+        assert id_ == 40, (typ, id_)
+        if typ == FD_DATA:
+            fd = t.u32(p[:4])
+            if len(p) == 4:
+                eof.add(fd)
+            else:
+                assert fd not in eof, "data after EOF"
+                got[fd] += p[4:]
+        elif typ == t.EXIT:
+            assert t.i32(t.parse_tlv(p)[t.STATUS][0]) == 0
+            break
+        else:
+            assert typ == t.STARTED, typ
+    assert got == {3: b"err\n", 4: b"to fd 3\ntail\n"}, got
+    assert eof == {3, 4}, eof
+    # bad requests
+    a.send(t.RUN, 41, run_payload(["true"], extra=tlv(EXTRA_FDS, struct.pack("<I", 65))))
+    a.expect_error(41, errno.EINVAL, "EXTRA_FDS")
+    a.send(FD_DATA, 42, struct.pack("<I", 3) + b"x")
+    a.expect_error(42, errno.ESRCH)
+    a.send(t.RUN, 43, run_payload(["sleep", "2"]))
+    assert a.recv()[:2] == (t.STARTED, 43)
+    a.send(FD_DATA, 43, struct.pack("<I", 3) + b"x")
+    a.expect_error(43, errno.EBADF)
+    a.send(FD_DATA, 43, b"\1")
+    a.expect_error(43, errno.EINVAL)
+    a.send(t.SIGNAL, 43, tlv(t.SIGNO, struct.pack("<I", 9)))
+    assert a.collect(43, started=1)["exit"] == (137, 9)
+
+
+@test
+def extension_b_ps_without_container(a):
+    """PS needs the container's pid namespace (SETUP + init): test mode has none."""
+    a.send(PS, 50)
+    a.expect_error(50, errno.ESRCH, "container not running")
+    a.send(PS, 51, b"\1")
+    a.expect_error(51, errno.EINVAL)
 
 
 def main():
