@@ -189,6 +189,9 @@ export async function del(root: string, id: string, force: boolean): Promise<voi
     if (st.status !== 'stopped') {
       try { await control(st, { op: 'kill', signal: 9, all: true }); } catch { /* the daemon may be wedged */ }
       await reapVmm(st, 5000);
+    } else {
+      // Stopped, but the VMM may still be powering the VM off: nothing may outlive delete.
+      await reapVmm(st, 5000);
     }
     fs.rmSync(st.husk.socketDir, { recursive: true, force: true });
     const dir = containerDir(root, id);
