@@ -127,8 +127,11 @@ export async function vmmDaemon(o: DaemonOptions): Promise<number> {
     return 255;
   } finally {
     control?.close();
-    terminal?.close();
+    // The terminal closes with this process, as a runc container's pty closes
+    // with its process: closing it earlier lets podman see the end of the
+    // output while the pid it watches still runs (and miss the exit code).
     await sandbox?.stop(2000);
+    terminal?.close();
     fs.rmSync(state.husk.socketDir, { recursive: true, force: true });
   }
 
