@@ -7,6 +7,7 @@ import {
   FEATURE_EXTENSION_A, FrameReader, MsgType, PROTOCOL_VERSION, ProtocolError, Tag, TlvWriter,
   attrInt, attrString, encodeFrame, parseTlv, type Frame,
 } from './protocol.js';
+import { encodeNetwork, type GuestNetwork } from './net-attrs.js';
 
 export interface ProcessSpec {
   args: string[];
@@ -57,6 +58,8 @@ export interface SetupSpec {
   readonly: string[];
   sysctl: Record<string, string>;
   rootfsReadonly: boolean;
+  /** eth0's configuration (only for an agent with FEATURE_NET) */
+  network?: GuestNetwork;
 }
 
 function u64le(n: bigint): Uint8Array {
@@ -135,6 +138,7 @@ export function encodeSetup(s: SetupSpec): Uint8Array {
     w.bytes(Tag.DEVICE, Buffer.concat([head, new TextEncoder().encode(`${d.path}\0`)]));
   }
   if (s.rootfsReadonly) w.u8(Tag.ROOTFS_RO, 1);
+  if (s.network) encodeNetwork(w, s.network);
   return w.finish();
 }
 

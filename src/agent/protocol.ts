@@ -56,10 +56,16 @@ export const Tag = {
   ROOTFS_RO: 32,
   DEVICE: 33,
   FEATURES: 40,
+  // networking (docs/agent-protocol.md, "Networking")
+  NET_LINK: 50,
+  NET_ADDR: 51,
+  NET_ROUTE: 52,
 } as const;
 
 /** FEATURES bit: the agent implements extension A (full process spec, SETUP, HOLD/START, RESIZE). */
 export const FEATURE_EXTENSION_A = 1;
+/** FEATURES bit: the agent configures eth0 from SETUP's NET_* attributes. */
+export const FEATURE_NET = 8;
 
 export interface Frame {
   type: number;

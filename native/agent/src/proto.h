@@ -69,10 +69,15 @@ enum tlv_tag {
 	A_DEVICE = 33,
 	/* HELLO */
 	A_FEATURES = 40,
+	/* networking (SETUP) */
+	A_NET_LINK = 50,
+	A_NET_ADDR = 51,
+	A_NET_ROUTE = 52,
 };
 
 /* FEATURES bits in HELLO. */
 #define FEATURE_EXTENSION_A 1u
+#define FEATURE_NET 8u
 
 /* ---- TLV ---- */
 

@@ -20,6 +20,7 @@
 #include "agent.h"
 #include "boot.h"
 #include "log.h"
+#include "net.h"
 #include "proto.h"
 
 /* Kernel ABI values musl may not define. */
@@ -711,6 +712,14 @@ static int setup_attr(uint16_t tag, const uint8_t *val, uint32_t len, int apply,
 			return fail(EINVAL, "ROOTFS_RO must be 1 byte, not %u", len);
 		*rootfs_ro = val[0] != 0;
 		return 0;
+	case A_NET_LINK:
+	case A_NET_ADDR:
+	case A_NET_ROUTE: {
+		int r = net_check(tag, val, len, s, sizeof s);
+		if (r == 0 && apply)
+			r = net_apply(tag, val, len, s, sizeof s);
+		return r < 0 ? fail(-r, "%s", s) : 0;
+	}
 	default:
 		return 0; /* unknown tags are ignored */
 	}
