@@ -31,7 +31,7 @@ export class GuestNet {
       if (passt.stopped) return;
       const msg = `passt (pid ${passt.pid}) exited (${e.signal ?? `status ${e.code}`}): the container has no network; see ${path.join(stateDir, 'passt.log')}`;
       log(msg);
-      onLost(msg);
+      try { onLost(msg); } catch (err) { log(`recording the lost network: ${(err as Error).message}`); }
     });
     log(`network: eth0 ${plan.addresses.map((a) => `${a.address}/${a.prefix}`).join(' ')} mtu ${plan.mtu}, ${plan.routes.length} routes`);
     return gn;

@@ -19,7 +19,8 @@ export function podmanAvailable(): boolean {
   return fs.existsSync('/usr/bin/podman') && fs.existsSync('/usr/bin/conmon');
 }
 
-export async function setupPodman(dir: string): Promise<Podman> {
+/** `extraConf`: more containers.conf lines (e.g. a private [network] section). */
+export async function setupPodman(dir: string, extraConf: string[] = []): Promise<Podman> {
   fs.mkdirSync(dir, { recursive: true });
   const conf = path.join(dir, 'containers.conf');
   fs.writeFileSync(conf, [
@@ -31,6 +32,7 @@ export async function setupPodman(dir: string): Promise<Podman> {
     `runtime_supports_json = ["crun", "runc", "husk"]`,
     '[engine.runtimes]',
     `husk = ["${HUSK}"]`,
+    ...extraConf,
     '',
   ].join('\n'));
   const env = { ...process.env, CONTAINERS_CONF: conf, HUSK_TEST_ROOT: ROOT_DIR };
