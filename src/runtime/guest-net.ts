@@ -12,6 +12,8 @@ import { Passt } from './passt.js';
 export class GuestNet {
   readonly plan: NetworkPlan;
   readonly passt: Passt;
+  /** set when passt exited on its own (why, for the error message) */
+  lost?: string;
 
   private constructor(plan: NetworkPlan, passt: Passt) {
     this.plan = plan;
@@ -30,6 +32,7 @@ export class GuestNet {
     void passt.exited.then((e) => {
       if (passt.stopped) return;
       const msg = `passt (pid ${passt.pid}) exited (${e.signal ?? `status ${e.code}`}): the container has no network; see ${path.join(stateDir, 'passt.log')}`;
+      gn.lost = msg;
       log(msg);
       try { onLost(msg); } catch (err) { log(`recording the lost network: ${(err as Error).message}`); }
     });

@@ -98,6 +98,8 @@ export class Sandbox {
       });
       const agent = await Promise.race([agentReady, engineGone]);
       log(`agent ready: ${agent.hello.agent}, protocol ${agent.hello.version}, features ${agent.hello.features ?? 0}`);
+      // A passt that could not start (bad namespace, ports taken) fails create, like runc's network errors.
+      if (guestNet?.lost) throw new SandboxError(guestNet.lost);
       const sb = new Sandbox(vm, agent, agentServer, opts, guestNet);
       if (guestNet) {
         if ((agent.hello.features ?? 0) & FEATURE_NET) plan!.setup.network = guestNet.setup;
