@@ -75,8 +75,11 @@ export class Passt {
     return p;
   }
 
-  /** True once stop() was called: an exit after that is expected. */
+  /** True once stop() or expectExit() was called: an exit after that is expected. */
   get stopped(): boolean { return this.stopping; }
+
+  /** The VM is going away: passt will see its socket close and quit (-1); that is no failure. */
+  expectExit(): void { this.stopping = true; }
 
   async stop(graceMs = 2000): Promise<PasstExit> {
     this.stopping = true;

@@ -93,6 +93,8 @@ export class Sandbox {
         devices,
       }, log);
       log(`engine ${vm.engine.name}: ${size.vcpus} vCPU, ${size.memoryMiB} MiB`);
+      // Once the VM is gone its net device closes passt's socket and passt quits: expected.
+      void vm.engine.exited.then(() => guestNet?.passt.expectExit());
       const engineGone = vm.engine.exited.then((e) => {
         throw new SandboxError(`the VM stopped before its agent was ready (engine exit ${e.signal ?? e.code}); see ${opts.stateDir}/console.log`);
       });
@@ -121,6 +123,7 @@ export class Sandbox {
   stop(graceMs = 3000): Promise<void> {
     this.stopped ??= (async () => {
       try { this.agent.poweroff(); } catch { /* agent gone */ }
+      this.net?.passt.expectExit();
       await this.vm.stop(graceMs);
       await this.net?.stop();
       this.agent.close();

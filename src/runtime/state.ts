@@ -33,6 +33,7 @@ export interface ContainerState {
     engine?: string;
     /** pid of the container's passt (absent: the guest has only lo) */
     passtPid?: number;
+    passtStartTime?: number;
     /** why the container lost its network while it ran (passt died) */
     networkError?: string;
   };

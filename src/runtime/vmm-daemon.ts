@@ -79,7 +79,7 @@ export async function vmmDaemon(o: DaemonOptions): Promise<number> {
       if (e instanceof AgentError) throw new Error(`unable to start container process: ${e.message}`);
       throw e;
     }
-    save({ pid: process.pid }, { vmmStartTime: processStartTime(process.pid), engine: sandbox.vm.engine.name, ...(sandbox.net ? { passtPid: sandbox.net.passt.pid } : {}) });
+    save({ pid: process.pid }, { vmmStartTime: processStartTime(process.pid), engine: sandbox.vm.engine.name, ...(sandbox.net ? { passtPid: sandbox.net.passt.pid, passtStartTime: processStartTime(sandbox.net.passt.pid) } : {}) });
     for (const phase of ['prestart', 'createRuntime', 'createContainer'] as const) {
       await runHooks(spec.hooks, phase, publicState(state));
     }
