@@ -56,6 +56,7 @@ async function setup(work: string): Promise<Pm> {
     '[engine]',
     'cgroup_manager = "cgroupfs"',
     'events_logger = "file"',
+    `tmp_dir = "${path.join(work, 'libpod-tmp')}"`,
     'runtime_supports_json = ["crun", "runc", "husk"]',
     '[engine.runtimes]',
     `husk = ["${HUSK}"]`,

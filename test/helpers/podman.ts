@@ -29,6 +29,9 @@ export async function setupPodman(dir: string, extraConf: string[] = []): Promis
     '[engine]',
     'cgroup_manager = "cgroupfs"',
     'events_logger = "file"',
+    // Private: the default (/run/libpod) is shared by every podman on the host, and another
+    // set-up's `system reset` there makes this one "refresh" (forget running containers).
+    `tmp_dir = "${path.join(dir, 'libpod-tmp')}"`,
     `runtime_supports_json = ["crun", "runc", "husk"]`,
     '[engine.runtimes]',
     `husk = ["${HUSK}"]`,

@@ -148,41 +148,6 @@ describe('podman networks with --runtime husk', () => {
     }
   });
 
-  it('IPv6: a dual-stack network gives eth0 podman\'s IPv6 address, and the gateway answers over IPv6', async () => {
-    const net6 = `${NET}-6`;
-    const c = await pm.run(['network', 'create', '--subnet', `10.214.${SUBNET_OCTET}.0/24`, '--subnet', `fd00:214:${SUBNET_OCTET}::/64`, net6]);
-    expect(c.exitCode, err(c)).toBe(0);
-    const gw6 = `fd00:214:${SUBNET_OCTET}::1`;
-    const r = await pm.run(['run', '-d', '--network', net6, IMAGE, 'sh', '-c', 'ip -6 -o addr show dev eth0 scope global; exec sleep 1000']);
-    expect(r.exitCode, err(r)).toBe(0);
-    const id = out(r).trim();
-    try {
-      const ip6 = out(await pm.run(['inspect', '--format', `{{(index .NetworkSettings.Networks "${net6}").GlobalIPv6Address}}`, id])).trim();
-      expect(ip6).toMatch(new RegExp(`^fd00:214:${SUBNET_OCTET}::[0-9a-f]+$`));
-      const logs = await waitFor('ip -6 output', async () => {
-        const l = out(await pm.run(['logs', id]));
-        return l.includes('inet6') ? l : undefined;
-      });
-      expect(logs).toContain(`inet6 ${ip6}/64`);
-      const server = net.createServer((s) => { s.once('data', (d) => s.end(`pong6:${String(d).trim()}\n`)); });
-      // The bridge's address is tentative (duplicate address detection) for a moment.
-      await waitFor('the IPv6 gateway address', () => new Promise<true | undefined>((resolve) => {
-        server.once('error', () => resolve(undefined));
-        server.listen(0, gw6, () => resolve(true));
-      }));
-      const port = (server.address() as net.AddressInfo).port;
-      try {
-        const g = await pm.run(['run', '--rm', '--network', net6, IMAGE, 'sh', '-c', `(echo v6; sleep 5) | nc ${gw6} ${port}`]);
-        expect(out(g), err(g)).toBe('pong6:v6');
-      } finally {
-        server.close();
-      }
-    } finally {
-      await pm.run(['rm', '-f', '-t', '0', id]);
-      await pm.run(['network', 'rm', '-f', net6]);
-    }
-  });
-
   it('--network none gives the guest only lo', async () => {
     const r = await pm.run(['run', '--rm', '--network', 'none', IMAGE, 'sh', '-c', 'ls /sys/class/net; ip -o addr']);
     expect(out(r).split('\n')[0], err(r)).toBe('lo');
@@ -217,5 +182,43 @@ describe('podman networks with --runtime husk', () => {
     expect(out(await pm.run(['inspect', '--format', '{{.State.Status}}', id])).trim()).toBe('running');
     expect((await pm.run(['rm', '-f', '-t', '0', id])).exitCode).toBe(0);
     expect(fs.existsSync(path.join('/run/husk', id))).toBe(false);
+  });
+  it('IPv6: a dual-stack network gives eth0 podman\'s IPv6 address, and the gateway answers over IPv6', async () => {
+    const net6 = `${NET}-6`;
+    const c = await pm.run(['network', 'create', '--subnet', `10.214.${SUBNET_OCTET}.0/24`, '--subnet', `fd00:214:${SUBNET_OCTET}::/64`, net6]);
+    expect(c.exitCode, err(c)).toBe(0);
+    const gw6 = `fd00:214:${SUBNET_OCTET}::1`;
+    const r = await pm.run(['run', '-d', '--network', net6, IMAGE, 'sh', '-c', 'ip -6 -o addr show dev eth0 scope global; exec sleep 1000']);
+    expect(r.exitCode, err(r)).toBe(0);
+    const id = out(r).trim();
+    try {
+      const ip6 = out(await pm.run(['inspect', '--format', `{{(index .NetworkSettings.Networks "${net6}").GlobalIPv6Address}}`, id])).trim();
+      expect(ip6).toMatch(new RegExp(`^fd00:214:${SUBNET_OCTET}::[0-9a-f]+$`));
+      const logs = await waitFor('ip -6 output', async () => {
+        const l = out(await pm.run(['logs', id]));
+        return l.includes('inet6') ? l : undefined;
+      });
+      expect(logs).toContain(`inet6 ${ip6}/64`);
+      const server = net.createServer((s) => { s.once('data', (d) => s.end(`pong6:${String(d).trim()}\n`)); });
+      // The bridge's address is tentative (duplicate address detection) for a moment.
+      await waitFor('the IPv6 gateway address', () => new Promise<true | undefined>((resolve) => {
+        server.once('error', () => resolve(undefined));
+        server.listen(0, gw6, () => resolve(true));
+      }));
+      const port = (server.address() as net.AddressInfo).port;
+      try {
+        const g = await pm.run(['run', '-d', '--network', net6, IMAGE, 'sh', '-c', `(echo v6; sleep 5) | nc ${gw6} ${port}`]);
+        expect(g.exitCode, err(g)).toBe(0);
+        const client = out(g).trim();
+        await pm.run(['wait', client]);
+        expect(out(await pm.run(['logs', client])).trim()).toBe('pong6:v6');
+        await pm.run(['rm', '-f', '-t', '0', client]);
+      } finally {
+        server.close();
+      }
+    } finally {
+      await pm.run(['rm', '-f', '-t', '0', id]);
+      await pm.run(['network', 'rm', net6]);
+    }
   });
 });
