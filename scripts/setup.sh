@@ -30,6 +30,21 @@ else
   step "apt: all packages present"
 fi
 
+# podman's netavark network backend + aardvark-dns (name resolution between
+# containers): wanted, not required. podman falls back to CNI without them and
+# the network tests then run on CNI, so a mirror outage must not fail set-up.
+OPTIONAL_APT_PACKAGES=(netavark aardvark-dns)
+optional=()
+for p in "${OPTIONAL_APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || optional+=("$p")
+done
+if ((${#optional[@]})); then
+  step "apt: installing optional ${optional[*]}"
+  SUDO=; [ "$(id -u)" = 0 ] || SUDO=sudo
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${optional[@]}" ||
+    step "apt: could not install ${optional[*]}; podman keeps its CNI backend"
+fi
+
 NODE_DIR=$ROOT/.tools/node-$NODE_VERSION
 if [ ! -x "$NODE_DIR/bin/node" ]; then
   step "node: installing pinned Node $NODE_VERSION from the npm registry"

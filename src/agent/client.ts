@@ -7,6 +7,7 @@ import {
   FEATURE_EXTENSION_A, FEATURE_EXTENSION_B, FrameReader, MsgType, PROTOCOL_VERSION, ProtocolError, Tag, TlvWriter,
   attrInt, attrString, encodeFrame, parseTlv, type Frame,
 } from './protocol.js';
+import { encodeNetwork, type GuestNetwork } from './net-attrs.js';
 
 export interface ProcessSpec {
   args: string[];
@@ -61,6 +62,8 @@ export interface SetupSpec {
   rootfsReadonly: boolean;
   /** extension C: CG_NAMESPACE and resource attributes (tags 60-67) for the container's cgroup, already encoded */
   resources?: Uint8Array;
+  /** eth0's configuration (only for an agent with FEATURE_NET) */
+  network?: GuestNetwork;
 }
 
 function u64le(n: bigint): Uint8Array {
@@ -142,6 +145,7 @@ export function encodeSetup(s: SetupSpec): Uint8Array {
     w.bytes(Tag.DEVICE, Buffer.concat([head, new TextEncoder().encode(`${d.path}\0`)]));
   }
   if (s.rootfsReadonly) w.u8(Tag.ROOTFS_RO, 1);
+  if (s.network) encodeNetwork(w, s.network);
   return w.finish();
 }
 

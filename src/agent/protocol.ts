@@ -76,6 +76,10 @@ export const Tag = {
   CG_PIDS_MAX: 65,
   CG_FILE: 66,
   CG_NAMESPACE: 67,
+  // networking (docs/agent-protocol.md, "Networking")
+  NET_LINK: 50,
+  NET_ADDR: 51,
+  NET_ROUTE: 52,
 } as const;
 
 /** FEATURES bit: the agent implements extension A (full process spec, SETUP, HOLD/START, RESIZE). */
@@ -84,6 +88,8 @@ export const FEATURE_EXTENSION_A = 1;
 export const FEATURE_EXTENSION_B = 2;
 /** FEATURES bit: the agent runs the container in its own cgroup (UPDATE, STATS, SETUP resources). */
 export const FEATURE_CGROUP = 4;
+/** FEATURES bit: the agent configures eth0 from SETUP's NET_* attributes. */
+export const FEATURE_NET = 8;
 
 export interface Frame {
   type: number;

@@ -172,6 +172,14 @@ async function reapVmm(st: ContainerState, graceMs: number): Promise<void> {
   }
 }
 
+/** passt quits when its VMM's socket closes; if the VMM was killed before it could stop it, make sure. */
+function reapPasst(st: ContainerState): void {
+  const pid = st.husk.passtPid;
+  if (pid && isSameProcessAlive(pid, st.husk.passtStartTime)) {
+    try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ }
+  }
+}
+
 export async function del(root: string, id: string, force: boolean): Promise<void> {
   let lock;
   try {
@@ -188,11 +196,10 @@ export async function del(root: string, id: string, force: boolean): Promise<voi
     }
     if (st.status !== 'stopped') {
       try { await control(st, { op: 'kill', signal: 9, all: true }); } catch { /* the daemon may be wedged */ }
-      await reapVmm(st, 5000);
-    } else {
-      // Stopped, but the VMM may still be powering the VM off: nothing may outlive delete.
-      await reapVmm(st, 5000);
     }
+    // A stopped container's VMM may still be tearing down (passt, sockets): let it finish.
+    await reapVmm(st, 5000);
+    reapPasst(st);
     fs.rmSync(st.husk.socketDir, { recursive: true, force: true });
     const dir = containerDir(root, id);
     await runPoststop(dir, { ...publicState(st), status: 'stopped' });

@@ -12,6 +12,8 @@ import type { DeviceSpec } from '../vmm/devices/factory.js';
 import { AgentConnection } from '../agent/client.js';
 import { machineSize } from './resources.js';
 import { setupSpec, GUEST_BINDS_DIR, type BindExport } from './translate.js';
+import { GuestNet } from './guest-net.js';
+import { FEATURE_NET } from '../agent/protocol.js';
 
 export const AGENT_PORT = 1024;
 export const GUEST_CID = 3;
@@ -30,6 +32,8 @@ export interface SandboxOptions {
   debug?: boolean;
   /** send the bundle's mounts/hostname/... to the agent (needs an agent with extension A) */
   setup?: boolean;
+  /** the container's network went away while it runs (passt died) */
+  onNetworkLost?: (msg: string) => void;
 }
 
 export class Sandbox {
@@ -38,9 +42,12 @@ export class Sandbox {
   private readonly agentServer: net.Server;
   private readonly opts: SandboxOptions;
   private stopped?: Promise<void>;
+  /** passt and the guest's eth0 (undefined: only lo) */
+  readonly net?: GuestNet;
 
-  private constructor(vm: Vm, agent: AgentConnection, agentServer: net.Server, opts: SandboxOptions) {
+  private constructor(vm: Vm, agent: AgentConnection, agentServer: net.Server, opts: SandboxOptions, guestNet: GuestNet | undefined) {
     this.vm = vm;
+    this.net = guestNet;
     this.agent = agent;
     this.agentServer = agentServer;
     this.opts = opts;
@@ -68,7 +75,12 @@ export class Sandbox {
       devices.push({ kind: 'fs', tag: BINDS_TAG, exports: exports.map((e) => ({ name: e.name, path: e.hostPath, readonly: e.readonly })) });
     }
     let vm: Vm | undefined;
+    let guestNet: GuestNet | undefined;
     try {
+      if (plan) {
+        guestNet = GuestNet.start(bundle.spec, opts.stateDir, log, (m) => opts.onNetworkLost?.(m)) ?? undefined;
+        if (guestNet) devices.push(guestNet.device);
+      }
       const agentReady = AgentConnection.accept(agentServer, Number(process.env.HUSK_BOOT_TIMEOUT_MS ?? 120_000));
       vm = Vm.start({
         stateDir: opts.socketDir,
@@ -81,17 +93,26 @@ export class Sandbox {
         devices,
       }, log);
       log(`engine ${vm.engine.name}: ${size.vcpus} vCPU, ${size.memoryMiB} MiB`);
+      // Once the VM is gone its net device closes passt's socket and passt quits: expected.
+      void vm.engine.exited.then(() => guestNet?.passt.expectExit());
       const engineGone = vm.engine.exited.then((e) => {
         throw new SandboxError(`the VM stopped before its agent was ready (engine exit ${e.signal ?? e.code}); see ${opts.stateDir}/console.log`);
       });
       const agent = await Promise.race([agentReady, engineGone]);
       log(`agent ready: ${agent.hello.agent}, protocol ${agent.hello.version}, features ${agent.hello.features ?? 0}`);
-      const sb = new Sandbox(vm, agent, agentServer, opts);
+      // A passt that could not start (bad namespace, ports taken) fails create, like runc's network errors.
+      if (guestNet?.lost) throw new SandboxError(guestNet.lost);
+      const sb = new Sandbox(vm, agent, agentServer, opts, guestNet);
+      if (guestNet) {
+        if ((agent.hello.features ?? 0) & FEATURE_NET) plan!.setup.network = guestNet.setup;
+        else log('the guest agent cannot configure networking (FEATURES bit 3): eth0 stays down');
+      }
       if (plan && agent.extended) await Promise.race([agent.setup(plan.setup), engineGone]);
       else if (plan) log('the guest agent lacks container set-up (extension A): mounts and hostname are the agent defaults');
       return sb;
     } catch (err) {
       if (vm) await vm.stop(0);
+      await guestNet?.stop();
       agentServer.close();
       fs.rmSync(opts.socketDir, { recursive: true, force: true });
       throw err;
@@ -102,7 +123,9 @@ export class Sandbox {
   stop(graceMs = 3000): Promise<void> {
     this.stopped ??= (async () => {
       try { this.agent.poweroff(); } catch { /* agent gone */ }
+      this.net?.passt.expectExit();
       await this.vm.stop(graceMs);
+      await this.net?.stop();
       this.agent.close();
       this.agentServer.close();
       fs.rmSync(this.opts.socketDir, { recursive: true, force: true });

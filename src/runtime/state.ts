@@ -31,6 +31,11 @@ export interface ContainerState {
     socketDir: string;
     exitStatus?: number;
     engine?: string;
+    /** pid of the container's passt (absent: the guest has only lo) */
+    passtPid?: number;
+    passtStartTime?: number;
+    /** why the container lost its network while it ran (passt died) */
+    networkError?: string;
   };
 }
 

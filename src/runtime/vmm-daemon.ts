@@ -67,7 +67,8 @@ export async function vmmDaemon(o: DaemonOptions): Promise<number> {
   try {
     const bundle = loadBundle(state.bundle);
     const spec = bundle.spec;
-    sandbox = await Sandbox.boot({ stateDir: dir, socketDir: state.husk.socketDir, bundle, log, debug: o.debug, setup: true });
+    sandbox = await Sandbox.boot({ stateDir: dir, socketDir: state.husk.socketDir, bundle, log, debug: o.debug, setup: true,
+      onNetworkLost: (msg) => save({}, { networkError: msg }) });
     const proc = processSpec(spec.process!, { stdin: !spec.process!.terminal, seccomp: bundle.seccomp, log });
     if (o.preserveFds) {
       if (!sandbox.agent.execCapable) throw new Error('the guest agent cannot relay preserved fds (no protocol extension B)');
@@ -90,7 +91,7 @@ export async function vmmDaemon(o: DaemonOptions): Promise<number> {
       if (e instanceof AgentError) throw new Error(`unable to start container process: ${e.message}`);
       throw e;
     }
-    save({ pid: process.pid }, { vmmStartTime: processStartTime(process.pid), engine: sandbox.vm.engine.name });
+    save({ pid: process.pid }, { vmmStartTime: processStartTime(process.pid), engine: sandbox.vm.engine.name, ...(sandbox.net ? { passtPid: sandbox.net.passt.pid, passtStartTime: processStartTime(sandbox.net.passt.pid) } : {}) });
     for (const phase of ['prestart', 'createRuntime', 'createContainer'] as const) {
       await runHooks(spec.hooks, phase, publicState(state));
     }

@@ -19,7 +19,8 @@ export function podmanAvailable(): boolean {
   return fs.existsSync('/usr/bin/podman') && fs.existsSync('/usr/bin/conmon');
 }
 
-export async function setupPodman(dir: string): Promise<Podman> {
+/** `extraConf`: more containers.conf lines (e.g. a private [network] section). */
+export async function setupPodman(dir: string, extraConf: string[] = []): Promise<Podman> {
   fs.mkdirSync(dir, { recursive: true });
   const conf = path.join(dir, 'containers.conf');
   fs.writeFileSync(conf, [
@@ -28,9 +29,13 @@ export async function setupPodman(dir: string): Promise<Podman> {
     '[engine]',
     'cgroup_manager = "cgroupfs"',
     'events_logger = "file"',
+    // Private: the default (/run/libpod) is shared by every podman on the host, and another
+    // set-up's `system reset` there makes this one "refresh" (forget running containers).
+    `tmp_dir = "${path.join(dir, 'libpod-tmp')}"`,
     `runtime_supports_json = ["crun", "runc", "husk"]`,
     '[engine.runtimes]',
     `husk = ["${HUSK}"]`,
+    ...extraConf,
     '',
   ].join('\n'));
   const env = { ...process.env, CONTAINERS_CONF: conf, HUSK_TEST_ROOT: ROOT_DIR };

@@ -90,12 +90,17 @@ enum tlv_tag {
 	A_CG_PIDS_MAX = 65,
 	A_CG_FILE = 66,
 	A_CG_NAMESPACE = 67,
+	/* networking (SETUP) */
+	A_NET_LINK = 50,
+	A_NET_ADDR = 51,
+	A_NET_ROUTE = 52,
 };
 
 /* FEATURES bits in HELLO. */
 #define FEATURE_EXTENSION_A 1u
 #define FEATURE_EXTENSION_B 2u
 #define FEATURE_CGROUP 4u
+#define FEATURE_NET 8u
 
 /* ---- TLV ---- */
 

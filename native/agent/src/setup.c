@@ -21,6 +21,7 @@
 #include "boot.h"
 #include "cgroup.h"
 #include "log.h"
+#include "net.h"
 #include "proto.h"
 
 /* Kernel ABI values musl may not define. */
@@ -723,6 +724,14 @@ static int setup_attr(uint16_t tag, const uint8_t *val, uint32_t len, int apply,
 			return fail(EINVAL, "ROOTFS_RO must be 1 byte, not %u", len);
 		*rootfs_ro = val[0] != 0;
 		return 0;
+	case A_NET_LINK:
+	case A_NET_ADDR:
+	case A_NET_ROUTE: {
+		int r = net_check(tag, val, len, s, sizeof s);
+		if (r == 0 && apply)
+			r = net_apply(tag, val, len, s, sizeof s);
+		return r < 0 ? fail(-r, "%s", s) : 0;
+	}
 	default:
 		if (cgroup_is_setup_attr(tag)) {
 			if (cgroup_setup_attr(tag, val, len, apply, s, sizeof s) < 0)

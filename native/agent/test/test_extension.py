@@ -383,6 +383,42 @@ def extension_b_ps_without_container(a):
     a.expect_error(50, errno.ESRCH, "container not running")
     a.send(PS, 51, b"\1")
     a.expect_error(51, errno.EINVAL)
+NET_LINK, NET_ADDR, NET_ROUTE = 50, 51, 52
+
+
+@test
+def net_attributes(_):
+    a = t.Agent()
+    typ, _, p = a.recv()
+    assert typ == t.HELLO
+    assert t.u32(t.parse_tlv(p)[FEATURES][0]) & 8  # networking
+    link = struct.pack("<I", 65520) + bytes([2, 0, 0, 0, 0, 1, 0, 0])
+    v4 = bytes([10, 88, 0, 5]) + bytes(12)
+    gw4 = bytes([10, 88, 0, 1]) + bytes(12)
+    bad = [
+        tlv(NET_LINK, link[:11]),
+        tlv(NET_LINK, struct.pack("<I", 67) + link[4:]),  # MTU below IPv4's minimum
+        tlv(NET_LINK, struct.pack("<I", 70000) + link[4:]),
+        tlv(NET_LINK, link[:4] + bytes([1, 0, 0, 0, 0, 1, 0, 0])),  # multicast MAC
+        tlv(NET_ADDR, bytes([4, 24, 0, 0]) + v4[:15]),
+        tlv(NET_ADDR, bytes([5, 24, 0, 0]) + v4),  # family
+        tlv(NET_ADDR, bytes([4, 33, 0, 0]) + v4),  # prefix
+        tlv(NET_ADDR, bytes([6, 129, 0, 0]) + v4),
+        tlv(NET_ROUTE, bytes([4, 0, 1, 0]) + bytes(16) + gw4[:15]),
+        tlv(NET_ROUTE, bytes([4, 0, 2, 0]) + bytes(16) + gw4),  # gateway flag
+        tlv(NET_ROUTE, bytes([4, 40, 0, 0]) + bytes(32)),
+    ]
+    for i, p in enumerate(bad):
+        a.send(SETUP, 0, p)
+        typ, id_, r = a.recv()
+        assert typ == t.ERROR and t.i32(t.parse_tlv(r)[t.ERRNO][0]) == errno.EINVAL, (i, typ, r)
+    good = (tlv(NET_LINK, link) + tlv(NET_ADDR, bytes([4, 24, 0, 0]) + v4) +
+            tlv(NET_ADDR, bytes([6, 64, 0, 0]) + bytes.fromhex("fd000000000000000000000000000005")) +
+            tlv(NET_ROUTE, bytes([4, 0, 1, 0]) + bytes(16) + gw4) +
+            tlv(NET_ROUTE, bytes([6, 0, 1, 0]) + bytes(16) + bytes.fromhex("fe800000000000000000000000000001")))
+    a.send(SETUP, 0, good)
+    assert a.recv()[:2] == (SETUP_DONE, 0)
+    assert a.close() == 0
 
 
 def main():

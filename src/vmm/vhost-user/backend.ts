@@ -56,6 +56,7 @@ export class VhostUserBackend {
       queue: (i) => backend.rings[i]?.vq,
       poller,
       log,
+      driverFeatures: () => backend.ackedFeatures,
     };
     device.attach(env);
     poller.add(connFd, EPOLLIN, () => this.onReadable());

@@ -24,6 +24,8 @@ export interface DeviceEnv {
   queue(index: number): Virtqueue | undefined;
   readonly poller: Poller;
   log(msg: string): void;
+  /** The feature bits the driver accepted (0 until it did; absent in bare test harnesses). */
+  driverFeatures?(): bigint;
 }
 
 export interface VirtioDevice {

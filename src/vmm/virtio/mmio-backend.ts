@@ -63,6 +63,7 @@ export class MmioBackend {
       queue: (i) => backend.queues[i]?.vq,
       poller,
       log,
+      driverFeatures: () => backend.state.driverFeatures(),
     };
     device.attach(env);
     poller.add(t.changeFd, EPOLLIN, () => {

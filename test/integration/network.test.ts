@@ -1,0 +1,224 @@
+// Networking with real podman networks (netavark where installed, else
+// CNI; both are bridge + veth in a namespace podman hands to the runtime):
+// the guest's eth0 copies the namespace, passt carries the traffic.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import fs from 'node:fs';
+import net from 'node:net';
+import http from 'node:http';
+import path from 'node:path';
+import { execFileSync } from 'node:child_process';
+import { bundle, husk, scratch, uniqueId } from '../helpers/husk.js';
+import { IMAGE, setupPodman, type Podman } from '../helpers/podman.js';
+
+let tmp: ReturnType<typeof scratch>;
+let pm: Podman;
+const NET = `husk-net-${process.pid}`;
+// A subnet of our own, away from podman's default 10.88.0.0/16.
+const SUBNET_OCTET = 100 + (process.pid % 100);
+const SUBNET = `10.213.${SUBNET_OCTET}.0/24`;
+const HOST_PORT = 18080;
+let backend = '';
+let gateway = '';
+let serverId = '';
+let serverIp = '';
+
+const out = (r: { stdout?: unknown }) => String(r.stdout ?? '');
+const err = (r: { stderr?: unknown }) => String(r.stderr ?? '');
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Polls `f` until it gives a value; a generous bound (boots are slow on a loaded machine), not a timing claim. */
+async function waitFor<T>(what: string, f: () => Promise<T | undefined>, limitMs = 120_000): Promise<T> {
+  const deadline = Date.now() + limitMs;
+  while (Date.now() < deadline) {
+    const v = await f();
+    if (v !== undefined) return v;
+    await sleep(200);
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
+
+function httpGet(url: string): Promise<string | undefined> {
+  return new Promise((resolve) => {
+    const req = http.get(url, { timeout: 3000 }, (res) => {
+      let body = '';
+      res.on('data', (d) => { body += d; });
+      res.on('end', () => resolve(res.statusCode === 200 ? body : undefined));
+    });
+    req.on('error', () => resolve(undefined));
+    req.on('timeout', () => { req.destroy(); resolve(undefined); });
+  });
+}
+
+function stateOf(id: string): { husk: { passtPid?: number; socketDir: string; networkError?: string } } {
+  return JSON.parse(fs.readFileSync(path.join('/run/husk', id, 'state.json'), 'utf8'));
+}
+
+beforeAll(async () => {
+  tmp = scratch('husk-net-');
+  const netavark = fs.existsSync('/usr/lib/podman/netavark');
+  backend = netavark ? 'netavark' : 'cni';
+  pm = await setupPodman(path.join(tmp.dir, 'podman'), [
+    '[network]',
+    `network_backend = "${backend}"`,
+    `network_config_dir = "${path.join(tmp.dir, 'networks')}"`,
+  ]);
+  const c = await pm.run(['network', 'create', '--subnet', SUBNET, NET]);
+  expect(c.exitCode, err(c)).toBe(0);
+  gateway = out(await pm.run(['network', 'inspect', NET, '--format', '{{(index .Subnets 0).Gateway}}'])).trim();
+  expect(gateway).toBe(`10.213.${SUBNET_OCTET}.1`);
+});
+
+afterAll(async () => {
+  await pm?.run(['rm', '-af', '-t', '0']);
+  await pm?.run(['network', 'rm', '-f', NET]);
+  await pm?.cleanup();
+  tmp?.cleanup();
+});
+
+describe('podman networks with --runtime husk', () => {
+  it('gives eth0 the address podman assigned and serves a published port (80 inside, privileged) on 127.0.0.1', async () => {
+    const r = await pm.run(['run', '-d', '--name', 'web', '--network', NET, '-p', `${HOST_PORT}:80`, IMAGE, 'sh', '-c',
+      'mkdir -p /www && echo page-from-husk > /www/index.html && ip -4 -o addr show dev eth0 && exec httpd -f -p 80 -h /www']);
+    expect(r.exitCode, err(r)).toBe(0);
+    serverId = out(r).trim();
+    serverIp = out(await pm.run(['inspect', '--format', `{{(index .NetworkSettings.Networks "${NET}").IPAddress}}`, serverId])).trim();
+    expect(serverIp).toMatch(new RegExp(`^10\\.213\\.${SUBNET_OCTET}\\.\\d+$`));
+    const line = await waitFor('ip addr output', async () => {
+      const l = out(await pm.run(['logs', serverId]));
+      return l.includes('eth0') ? l : undefined;
+    });
+    expect(line).toContain(`inet ${serverIp}/24`);
+    const body = await waitFor('the published port', () => httpGet(`http://127.0.0.1:${HOST_PORT}/index.html`));
+    expect(body).toBe('page-from-husk\n');
+  });
+
+  it('reaches a server on the host at the bridge gateway, both ways', async () => {
+    const seen: string[] = [];
+    const server = net.createServer((s) => {
+      s.once('data', (d) => { seen.push(`${s.remoteAddress} ${String(d).trim()}`); s.end(`pong:${String(d).trim()}\n`); });
+    });
+    await new Promise<void>((resolve, reject) => { server.once('error', reject); server.listen(0, gateway, resolve); });
+    const port = (server.address() as net.AddressInfo).port;
+    try {
+      // stdin stays open until the reply came: the guest does not half-close first.
+      const r = await pm.run(['run', '--rm', '--network', NET, IMAGE, 'sh', '-c', `(echo ping-from-guest; sleep 5) | nc ${gateway} ${port}`]);
+      // (stderr is not checked: podman 4.3's `run --rm` sometimes races for the exit code under load)
+      expect(out(r), err(r)).toBe('pong:ping-from-guest');
+      expect(seen).toHaveLength(1);
+      // The host sees the container's own address, as with runc.
+      expect(seen[0]).toMatch(new RegExp(`^(::ffff:)?10\\.213\\.${SUBNET_OCTET}\\.\\d+ ping-from-guest$`));
+    } finally {
+      server.close();
+    }
+  });
+
+  it('reaches a second container on the same network by IP, and by name where aardvark-dns runs', async () => {
+    expect(serverIp).not.toBe('');
+    const r = await pm.run(['run', '--rm', '--network', NET, IMAGE, 'sh', '-c',
+      `(printf 'GET /index.html HTTP/1.0\\r\\n\\r\\n'; sleep 5) | nc ${serverIp} 80`]);
+    expect(out(r), err(r)).toMatch(/^HTTP\/1\.[01] 200 OK/);
+    expect(out(r)).toContain('page-from-husk');
+    if (backend === 'netavark') {
+      const n = await pm.run(['run', '--rm', '--network', NET, IMAGE, 'nslookup', 'web']);
+      expect(out(n)).toContain(serverIp);
+    }
+  });
+
+  it('no network namespace in config.json (runc: the host\'s): the guest gets the host\'s address and reaches host servers', async () => {
+    const route = JSON.parse(execFileSync('ip', ['-j', '-4', 'route', 'show', 'default'], { encoding: 'utf8' }))[0];
+    const hostAddr = JSON.parse(execFileSync('ip', ['-j', '-4', 'addr', 'show', 'dev', route.dev], { encoding: 'utf8' }))[0]
+      .addr_info.find((a: { scope: string }) => a.scope === 'global');
+    const server = net.createServer((s) => { s.once('data', (d) => s.end(`pong:${String(d).trim()}\n`)); });
+    await new Promise<void>((resolve) => server.listen(0, gateway, resolve));
+    const port = (server.address() as net.AddressInfo).port;
+    const b = bundle(path.join(tmp.dir, 'hostns'), { args: ['sh', '-c',
+      `ip -4 -o addr show dev eth0 scope global; (echo hostns; sleep 5) | nc ${gateway} ${port}`] });
+    const cfgPath = path.join(b, 'config.json');
+    const cfg = JSON.parse(fs.readFileSync(cfgPath, 'utf8'));
+    cfg.linux.namespaces = cfg.linux.namespaces.filter((n: { type: string }) => n.type !== 'network');
+    fs.writeFileSync(cfgPath, JSON.stringify(cfg));
+    try {
+      const r = await husk(path.join(tmp.dir, 'husk-root'), ['run', '--bundle', b, uniqueId('hostns')], { encoding: 'utf8' });
+      expect(String(r.stderr)).toBe('');
+      expect(String(r.stdout)).toContain(`inet ${hostAddr.local}/${hostAddr.prefixlen}`);
+      expect(String(r.stdout)).toContain('pong:hostns');
+      expect(r.exitCode).toBe(0);
+    } finally {
+      server.close();
+    }
+  });
+
+  it('--network none gives the guest only lo', async () => {
+    const r = await pm.run(['run', '--rm', '--network', 'none', IMAGE, 'sh', '-c', 'ls /sys/class/net; ip -o addr']);
+    expect(out(r).split('\n')[0], err(r)).toBe('lo');
+    expect(out(r)).not.toContain('eth0');
+    expect(out(r)).toContain('inet 127.0.0.1/8');
+  });
+
+  it('rm -f leaves no passt process and no socket behind', async () => {
+    const st = stateOf(serverId);
+    const pid = st.husk.passtPid!;
+    expect(pid).toBeGreaterThan(0);
+    expect(fs.readFileSync(`/proc/${pid}/comm`, 'utf8')).toMatch(/^passt/);
+    expect(fs.existsSync(st.husk.socketDir)).toBe(true);
+    expect((await pm.run(['rm', '-f', '-t', '0', serverId])).exitCode).toBe(0);
+    expect(fs.existsSync(`/proc/${pid}`)).toBe(false);
+    expect(fs.existsSync(st.husk.socketDir)).toBe(false);
+    expect(fs.existsSync(path.join('/run/husk', serverId))).toBe(false);
+    expect(await httpGet(`http://127.0.0.1:${HOST_PORT}/index.html`)).toBeUndefined();
+  });
+
+  it('a passt that dies is reported in vmm.log and the state; the container keeps running', async () => {
+    const r = await pm.run(['run', '-d', '--network', NET, IMAGE, 'sleep', '1000']);
+    expect(r.exitCode, err(r)).toBe(0);
+    const id = out(r).trim();
+    const pid = await waitFor('passt pid', async () => {
+      try { return stateOf(id).husk.passtPid; } catch { return undefined; }
+    });
+    process.kill(pid, 'SIGKILL');
+    const st = await waitFor('the state to record it', async () => stateOf(id).husk.networkError ? stateOf(id) : undefined);
+    expect(st.husk.networkError).toMatch(/^passt \(pid \d+\) exited \(SIGKILL\)/);
+    expect(fs.readFileSync(path.join('/run/husk', id, 'vmm.log'), 'utf8')).toMatch(/passt \(pid \d+\) exited \(SIGKILL\)/);
+    expect(out(await pm.run(['inspect', '--format', '{{.State.Status}}', id])).trim()).toBe('running');
+    expect((await pm.run(['rm', '-f', '-t', '0', id])).exitCode).toBe(0);
+    expect(fs.existsSync(path.join('/run/husk', id))).toBe(false);
+  });
+  it('IPv6: a dual-stack network gives eth0 podman\'s IPv6 address, and the gateway answers over IPv6', async () => {
+    const net6 = `${NET}-6`;
+    const c = await pm.run(['network', 'create', '--subnet', `10.214.${SUBNET_OCTET}.0/24`, '--subnet', `fd00:214:${SUBNET_OCTET}::/64`, net6]);
+    expect(c.exitCode, err(c)).toBe(0);
+    const gw6 = `fd00:214:${SUBNET_OCTET}::1`;
+    const r = await pm.run(['run', '-d', '--network', net6, IMAGE, 'sh', '-c', 'ip -6 -o addr show dev eth0 scope global; exec sleep 1000']);
+    expect(r.exitCode, err(r)).toBe(0);
+    const id = out(r).trim();
+    try {
+      const ip6 = out(await pm.run(['inspect', '--format', `{{(index .NetworkSettings.Networks "${net6}").GlobalIPv6Address}}`, id])).trim();
+      expect(ip6).toMatch(new RegExp(`^fd00:214:${SUBNET_OCTET}::[0-9a-f]+$`));
+      const logs = await waitFor('ip -6 output', async () => {
+        const l = out(await pm.run(['logs', id]));
+        return l.includes('inet6') ? l : undefined;
+      });
+      expect(logs).toContain(`inet6 ${ip6}/64`);
+      const server = net.createServer((s) => { s.once('data', (d) => s.end(`pong6:${String(d).trim()}\n`)); });
+      // The bridge's address is tentative (duplicate address detection) for a moment.
+      await waitFor('the IPv6 gateway address', () => new Promise<true | undefined>((resolve) => {
+        server.once('error', () => resolve(undefined));
+        server.listen(0, gw6, () => resolve(true));
+      }));
+      const port = (server.address() as net.AddressInfo).port;
+      try {
+        const g = await pm.run(['run', '-d', '--network', net6, IMAGE, 'sh', '-c', `(echo v6; sleep 5) | nc ${gw6} ${port}`]);
+        expect(g.exitCode, err(g)).toBe(0);
+        const client = out(g).trim();
+        await pm.run(['wait', client]);
+        expect(out(await pm.run(['logs', client])).trim()).toBe('pong6:v6');
+        await pm.run(['rm', '-f', '-t', '0', client]);
+      } finally {
+        server.close();
+      }
+    } finally {
+      await pm.run(['rm', '-f', '-t', '0', id]);
+      await pm.run(['network', 'rm', net6]);
+    }
+  });
+});
