@@ -10,7 +10,8 @@ step() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 
 APT_PACKAGES=(linux-source-6.1 build-essential flex bison bc libelf-dev libssl-dev
   musl-tools qemu-system-x86 busybox-static cpio xz-utils kmod
-  podman conmon containerd runc umoci debootstrap time passt iperf3)
+  podman conmon containerd runc umoci debootstrap time passt iperf3
+  netavark aardvark-dns)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -28,21 +29,6 @@ if ((${#missing[@]})); then
   done
 else
   step "apt: all packages present"
-fi
-
-# podman's netavark network backend + aardvark-dns (name resolution between
-# containers): wanted, not required. podman falls back to CNI without them and
-# the network tests then run on CNI, so a mirror outage must not fail set-up.
-OPTIONAL_APT_PACKAGES=(netavark aardvark-dns)
-optional=()
-for p in "${OPTIONAL_APT_PACKAGES[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || optional+=("$p")
-done
-if ((${#optional[@]})); then
-  step "apt: installing optional ${optional[*]}"
-  SUDO=; [ "$(id -u)" = 0 ] || SUDO=sudo
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${optional[@]}" ||
-    step "apt: could not install ${optional[*]}; podman keeps its CNI backend"
 fi
 
 NODE_DIR=$ROOT/.tools/node-$NODE_VERSION
