@@ -74,21 +74,10 @@ export async function runContainer(opts: RunOptions): Promise<number> {
     });
     const agent = sandbox.agent;
     control = await serveControl(controlSocketPath(state.husk.socketDir), async (req) => {
-      if (req.op === 'kill') {
-        await vmOps.beforeSignal(req.signal);
-        if (req.all && agent.execCapable) {
-          if (state.status === 'paused') { agent.ps(req.signal).catch(() => {}); return { ok: true }; }
-          try { await agent.ps(req.signal); return { ok: true }; } catch { /* the init alone */ }
-        }
-        running.signal(req.signal);
-        return { ok: true };
-      }
+      if (req.op === 'kill') return vmOps.signal(running, req.signal, req.all);
       if (req.op === 'ping') return { ok: true };
       if (req.op === 'pause' || req.op === 'resume' || req.op === 'update' || req.op === 'stats') return vmOps.handle(req);
-      if (req.op === 'ps') {
-        if (state.status === 'paused') return { ok: false, error: 'cannot ps a container that is paused' };
-        return agent.execCapable ? { ok: true, processes: await agent.ps() } : { ok: false, error: 'the guest agent cannot list processes' };
-      }
+      if (req.op === 'ps') return vmOps.ps();
       return { ok: false, error: 'cannot start an already running container' };
     }, (req, sock, rest) => serveExec({ agent, seccomp: bundle.seccomp, log, refuse: () => (state.status === 'paused' ? 'cannot exec in a paused container' : undefined) }, req, sock, rest));
     state = { ...state, status: 'running' };

@@ -1,9 +1,10 @@
-// The VMM daemon's side of pause, resume, update and stats: freezing the
-// whole VM through its engine, and the container's cgroup in the guest
-// through the agent (protocol extension C). The CLI verb holds the
-// container lock while the daemon records the new status.
+// The VMM's side (detached daemon or foreground `run`) of kill, ps, pause,
+// resume, update and stats: signals and process lists through the agent's
+// pid namespace (extension B), freezing the whole VM through its engine, and
+// the container's cgroup in the guest (extension C). The CLI verb holds the
+// container lock while the VMM records the new status.
 import type { Vm } from '../vmm/vm.js';
-import type { AgentConnection } from '../agent/client.js';
+import type { AgentConnection, RunningProcess } from '../agent/client.js';
 import { FEATURE_CGROUP, MsgType } from '../agent/protocol.js';
 import type { LinuxResources } from '../oci/spec.js';
 import type { ControlReply } from './control.js';
@@ -77,9 +78,31 @@ export class VmOps {
     }
   }
 
-  /** runc thaws a paused container for SIGKILL so that it dies; other signals wait for resume. */
-  async beforeSignal(signo: number): Promise<void> {
+  /**
+   * `kill [--all]`. runc thaws a paused container for SIGKILL so that it dies;
+   * other signals wait for resume. --all reaches every process of the
+   * container's pid namespace (extension B); otherwise the init alone.
+   */
+  async signal(init: RunningProcess, signo: number, all: boolean): Promise<ControlReply> {
+    const { agent } = this.ctx;
     if (signo === 9 && this.ctx.status() === 'paused') await this.resume();
+    const status = this.ctx.status();
+    if (all && agent.execCapable && (status === 'running' || status === 'paused')) {
+      // A frozen guest answers only after resume: the signal is queued like runc's for frozen processes.
+      if (status === 'paused') { agent.ps(signo).catch(() => {}); return { ok: true }; }
+      try { await agent.ps(signo); return { ok: true }; } catch { /* no namespace (yet): the init alone */ }
+    }
+    init.signal(signo);
+    return { ok: true };
+  }
+
+  /** `ps`: the processes of the container's pid namespace. */
+  async ps(): Promise<ControlReply> {
+    const { agent } = this.ctx;
+    const status = this.ctx.status();
+    if (!agent.execCapable) return { ok: false, error: 'the guest agent cannot list processes (no protocol extension B)' };
+    if (status !== 'running' && status !== 'created') return { ok: false, error: `cannot ps a container that is ${status}` };
+    return { ok: true, processes: await agent.ps() };
   }
 
   private async resume(): Promise<void> {

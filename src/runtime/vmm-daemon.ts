@@ -164,24 +164,14 @@ export async function vmmDaemon(o: DaemonOptions): Promise<number> {
         return { ok: true };
       }
       case 'kill':
-        await vmOps!.beforeSignal(req.signal);
-        // --all: every process of the container's pid namespace (extension B).
-        if (req.all && sandbox!.agent.execCapable && (state.status === 'running' || state.status === 'paused')) {
-          // A frozen guest answers only after resume: the signal is queued like runc's for frozen processes.
-          if (state.status === 'paused') { sandbox!.agent.ps(req.signal).catch(() => {}); return { ok: true }; }
-          try { await sandbox!.agent.ps(req.signal); return { ok: true }; } catch { /* no namespace (yet): the init alone */ }
-        }
-        running.signal(req.signal);
-        return { ok: true };
+        return vmOps!.signal(running, req.signal, req.all);
       case 'pause':
       case 'resume':
       case 'update':
       case 'stats':
         return vmOps!.handle(req);
       case 'ps':
-        if (!sandbox!.agent.execCapable) return { ok: false, error: 'the guest agent cannot list processes (no protocol extension B)' };
-        if (state.status !== 'running' && state.status !== 'created') return { ok: false, error: `cannot ps a container that is ${state.status}` };
-        return { ok: true, processes: await sandbox!.agent.ps() };
+        return vmOps!.ps();
       default:
         return { ok: false, error: 'unknown control request' };
     }
