@@ -8,6 +8,7 @@ import { containerDir, readState, type ContainerState } from './state.js';
 import { controlRequest, controlSocketPath, type ExecRequest } from './control.js';
 import { execRelay } from './exec-client.js';
 import { writePidFile } from './pidfile.js';
+import { awaitDetachedStatus } from './detached-status.js';
 import type { PsEntry } from '../agent/client.js';
 
 export class ExecError extends Error {}
@@ -119,22 +120,9 @@ export async function exec(o: ExecOptions): Promise<number> {
     stdio: [...(proc.terminal ? ['ignore', 'ignore', 'ignore'] as const : ['inherit', 'inherit', 'inherit'] as const), ...extra, 'pipe'],
     env: { ...process.env, HUSK_EXEC_REQUEST: JSON.stringify(request), HUSK_EXEC_STATUS_FD: String(3 + o.preserveFds) },
   });
-  const status = await new Promise<{ ok: boolean; error?: string }>((resolve) => {
-    let buf = '';
-    const pipe = child.stdio[3 + o.preserveFds]!;
-    pipe.on('data', (d: Buffer) => { buf += d.toString(); });
-    pipe.on('error', () => {});
-    pipe.on('close', () => {
-      try { resolve(JSON.parse(buf.split('\n')[0]!)); } catch { resolve({ ok: false, error: 'the exec process died before the process started' }); }
-    });
-  });
-  if (!status.ok) {
-    await new Promise((r) => (child.exitCode !== null || child.signalCode !== null ? r(null) : child.once('exit', r)));
-    throw new ExecError(status.error ?? 'exec failed');
-  }
+  const failed = await awaitDetachedStatus(child, 3 + o.preserveFds, 'the exec process died before the process started', 'exec failed');
+  if (failed) throw new ExecError(failed);
   if (o.pidFile) writePidFile(o.pidFile, child.pid!);
-  child.unref();
-  (child.stdio[3 + o.preserveFds] as unknown as { destroy(): void }).destroy();
   return 0;
 }
 

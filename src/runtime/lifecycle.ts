@@ -8,13 +8,14 @@ import {
   OCI_VERSION, StateError, containerDir, createContainerDir, listContainerIds, publicState,
   readState, removeContainerDir, socketDirFor, stateFile, writeJsonAtomic, writeState, type ContainerState,
 } from './state.js';
-import { controlRequest, controlSocketPath } from './control.js';
+import { controlRequest, controlSocketPath, type ControlReply, type ControlRequest } from './control.js';
 import { lockContainer } from './lock.js';
 import { projectRoot } from '../vmm/assets.js';
 import { isSameProcessAlive } from '../sys/process.js';
 import { runHooks } from './hooks.js';
 import type { Spec } from '../oci/spec.js';
 import { writePidFile } from './pidfile.js';
+import { awaitDetachedStatus } from './detached-status.js';
 
 export class LifecycleError extends Error {}
 
@@ -71,22 +72,9 @@ export async function create(o: CreateOptions): Promise<void> {
     // The daemon keeps our stdio (the container's) and preserved fds, and reports on fd 3+n.
     const extra = Array.from({ length: nfds }, (_, i) => 3 + i);
     const child = spawn(process.execPath, args, { detached: true, stdio: ['inherit', 'inherit', 'inherit', ...extra, 'pipe'] });
-    const status = await new Promise<{ ok: boolean; error?: string }>((resolve) => {
-      let buf = '';
-      const pipe = child.stdio[3 + nfds]!;
-      pipe.on('data', (d: Buffer) => { buf += d.toString(); });
-      pipe.on('error', () => {});
-      pipe.on('close', () => {
-        try { resolve(JSON.parse(buf.split('\n')[0]!)); } catch { resolve({ ok: false, error: 'the VMM process died while creating the container' }); }
-      });
-    });
-    if (!status.ok) {
-      await new Promise((r) => (child.exitCode !== null || child.signalCode !== null ? r(null) : child.once('exit', r)));
-      throw new LifecycleError(status.error ?? 'create failed');
-    }
+    const failed = await awaitDetachedStatus(child, 3 + nfds, 'the VMM process died while creating the container', 'create failed');
+    if (failed) throw new LifecycleError(failed);
     if (o.pidFile) writePidFile(o.pidFile, child.pid!);
-    child.unref();
-    (child.stdio[3 + nfds] as unknown as { destroy(): void }).destroy();
     ok = true;
   } finally {
     fs.rmSync(marker, { force: true });
@@ -98,8 +86,9 @@ export async function create(o: CreateOptions): Promise<void> {
   }
 }
 
-async function control(st: ContainerState, req: Parameters<typeof controlRequest>[1]): Promise<void> {
-  let reply;
+/** One request to the container's VMM; a VMM that is gone reads like runc's `container not running`. */
+export async function control(st: ContainerState, req: ControlRequest): Promise<ControlReply & { ok: true }> {
+  let reply: ControlReply;
   try {
     reply = await controlRequest(controlSocketPath(st.husk.socketDir), req);
   } catch (err) {
@@ -108,6 +97,7 @@ async function control(st: ContainerState, req: Parameters<typeof controlRequest
     throw err;
   }
   if (!reply.ok) throw new LifecycleError(reply.error);
+  return reply;
 }
 
 export async function start(root: string, id: string): Promise<void> {

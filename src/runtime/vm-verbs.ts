@@ -1,26 +1,13 @@
 // The CLI side of pause, resume, update and events: state checks like
 // runc's, then one request to the container's VMM daemon. pause/resume/
 // update hold the container lock so the daemon records the status alone.
-import { controlRequest, controlSocketPath, ControlError, type ControlReply, type ControlRequest } from './control.js';
+import { ControlError } from './control.js';
+import { control, LifecycleError } from './lifecycle.js';
 import { lockContainer } from './lock.js';
 import { readState, type ContainerState } from './state.js';
 import { isSameProcessAlive } from '../sys/process.js';
 import type { LinuxResources } from '../oci/spec.js';
 import { eventLine } from './guest-cgroup.js';
-
-export class VmVerbError extends Error {}
-
-async function ask(st: ContainerState, req: ControlRequest): Promise<ControlReply & { ok: true }> {
-  let reply: ControlReply;
-  try {
-    reply = await controlRequest(controlSocketPath(st.husk.socketDir), req);
-  } catch (err) {
-    if (!isSameProcessAlive(st.pid, st.husk.vmmStartTime)) throw new VmVerbError('container not running');
-    throw err;
-  }
-  if (!reply.ok) throw new VmVerbError(reply.error);
-  return reply;
-}
 
 async function locked<T>(root: string, id: string, fn: (st: ContainerState) => Promise<T>): Promise<T> {
   const lock = lockContainer(root, id);
@@ -33,22 +20,22 @@ async function locked<T>(root: string, id: string, fn: (st: ContainerState) => P
 
 export function pause(root: string, id: string): Promise<void> {
   return locked(root, id, async (st) => {
-    if (st.status !== 'running' && st.status !== 'created') throw new VmVerbError('container not running');
-    await ask(st, { op: 'pause' });
+    if (st.status !== 'running' && st.status !== 'created') throw new LifecycleError('container not running');
+    await control(st, { op: 'pause' });
   });
 }
 
 export function resume(root: string, id: string): Promise<void> {
   return locked(root, id, async (st) => {
-    if (st.status !== 'paused') throw new VmVerbError('container not paused');
-    await ask(st, { op: 'resume' });
+    if (st.status !== 'paused') throw new LifecycleError('container not paused');
+    await control(st, { op: 'resume' });
   });
 }
 
 export function update(root: string, id: string, resources: LinuxResources): Promise<void> {
   return locked(root, id, async (st) => {
-    if (st.status === 'stopped' || st.status === 'creating') throw new VmVerbError('container not running');
-    await ask(st, { op: 'update', resources });
+    if (st.status === 'stopped' || st.status === 'creating') throw new LifecycleError('container not running');
+    await control(st, { op: 'update', resources });
   });
 }
 
@@ -59,8 +46,8 @@ export interface StatsReading {
 
 export async function stats(root: string, id: string): Promise<StatsReading> {
   const st = readState(root, id);
-  if (st.status === 'stopped') throw new VmVerbError(`container with id ${id} is not running`);
-  const r = await ask(st, { op: 'stats' });
+  if (st.status === 'stopped') throw new LifecycleError(`container with id ${id} is not running`);
+  const r = await control(st, { op: 'stats' });
   return { stats: r.stats as Record<string, unknown>, oomKills: Number(r.oomKills) || 0 };
 }
 
@@ -72,7 +59,7 @@ export interface EventsOptions {
 /** runc's `events` without --stats: stats every interval and "oom" when the OOM-kill count grows, until the container stops. */
 export async function events(root: string, id: string, o: EventsOptions): Promise<void> {
   const first = readState(root, id);
-  if (first.status === 'stopped') throw new VmVerbError(`container with id ${id} is not running`);
+  if (first.status === 'stopped') throw new LifecycleError(`container with id ${id} is not running`);
   // The OOM counter is checked more often than stats are printed, so an OOM is reported promptly.
   const tick = Math.min(o.intervalMs, 1000);
   let lastOom: number | undefined;
@@ -92,7 +79,7 @@ export async function events(root: string, id: string, o: EventsOptions): Promis
       reading = await stats(root, id);
     } catch (err) {
       if (err instanceof ControlError || !isSameProcessAlive(st.pid, st.husk.vmmStartTime)) return;
-      if (err instanceof VmVerbError && /not running|paused/.test(err.message)) continue;
+      if (err instanceof LifecycleError && /not running|paused/.test(err.message)) continue;
       throw err;
     }
     if (lastOom !== undefined && reading.oomKills > lastOom) o.write(eventLine({ type: 'oom', id }));
