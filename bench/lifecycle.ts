@@ -14,6 +14,7 @@ import path from 'node:path';
 import { makeBusyboxBundle } from '../rootfs-builder/example-bundle.js';
 import { projectRoot } from '../src/vmm/assets.js';
 import { median, printJson, round } from './lib.js';
+import { writePodmanConf } from '../test/helpers/podman-conf.js';
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 5);
 const CLI_RUNS = Number(process.env.BENCH_CLI_RUNS ?? Math.max(20, RUNS));
@@ -157,19 +158,7 @@ async function benchPodman(work: string) {
   if (!fs.existsSync(PODMAN) || !fs.existsSync('/usr/bin/conmon')) return { error: 'podman or conmon is not installed' };
   const dir = path.join(work, 'podman');
   fs.mkdirSync(dir, { recursive: true });
-  const conf = path.join(dir, 'containers.conf');
-  fs.writeFileSync(conf, [
-    '[containers]',
-    'default_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]',
-    '[engine]',
-    'cgroup_manager = "cgroupfs"',
-    'events_logger = "file"',
-    'runtime_supports_json = ["crun", "runc", "husk"]',
-    '[engine.runtimes]',
-    `husk = ["${HUSK}"]`,
-    `runc = ["${RUNC}"]`,
-    '',
-  ].join('\n'));
+  const conf = writePodmanConf(dir, { husk: HUSK, runc: RUNC });
   const env = { ...process.env, CONTAINERS_CONF: conf };
   const base = ['--root', path.join(dir, 'storage'), '--runroot', path.join(dir, 'run')];
   const pm = (args: string[]) => exec(work, PODMAN, [...base, ...args], env);

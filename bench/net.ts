@@ -19,6 +19,7 @@ import path from 'node:path';
 import { makeBusyboxBundle } from '../rootfs-builder/example-bundle.js';
 import { projectRoot } from '../src/vmm/assets.js';
 import { median, printJson, round } from './lib.js';
+import { writePodmanConf } from '../test/helpers/podman-conf.js';
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 5);
 const MIB = Number(process.env.BENCH_NET_MB ?? 64);
@@ -48,23 +49,12 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 type Pm = (args: string[]) => Promise<Done>;
 
 async function setup(work: string): Promise<Pm> {
-  const conf = path.join(work, 'containers.conf');
   const backend = fs.existsSync('/usr/lib/podman/netavark') ? 'netavark' : 'cni';
-  fs.writeFileSync(conf, [
-    '[containers]',
-    'default_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]',
-    '[engine]',
-    'cgroup_manager = "cgroupfs"',
-    'events_logger = "file"',
-    `tmp_dir = "${path.join(work, 'libpod-tmp')}"`,
-    'runtime_supports_json = ["crun", "runc", "husk"]',
-    '[engine.runtimes]',
-    `husk = ["${HUSK}"]`,
+  const conf = writePodmanConf(work, { husk: HUSK }, [
     '[network]',
     `network_backend = "${backend}"`,
     `network_config_dir = "${path.join(work, 'networks')}"`,
-    '',
-  ].join('\n'));
+  ]);
   const env = { ...process.env, CONTAINERS_CONF: conf };
   const base = ['--root', path.join(work, 'storage'), '--runroot', path.join(work, 'run')];
   const pm: Pm = (args) => run('podman', [...base, ...args], env);

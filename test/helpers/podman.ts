@@ -6,6 +6,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { HUSK, ROOT_DIR } from './husk.js';
 import { makeBusyboxBundle } from '../../rootfs-builder/example-bundle.js';
+import { writePodmanConf } from './podman-conf.js';
 
 export const IMAGE = 'localhost/husk-busybox:latest';
 
@@ -22,22 +23,7 @@ export function podmanAvailable(): boolean {
 /** `extraConf`: more containers.conf lines (e.g. a private [network] section). */
 export async function setupPodman(dir: string, extraConf: string[] = []): Promise<Podman> {
   fs.mkdirSync(dir, { recursive: true });
-  const conf = path.join(dir, 'containers.conf');
-  fs.writeFileSync(conf, [
-    '[containers]',
-    'default_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]',
-    '[engine]',
-    'cgroup_manager = "cgroupfs"',
-    'events_logger = "file"',
-    // Private: the default (/run/libpod) is shared by every podman on the host, and another
-    // set-up's `system reset` there makes this one "refresh" (forget running containers).
-    `tmp_dir = "${path.join(dir, 'libpod-tmp')}"`,
-    `runtime_supports_json = ["crun", "runc", "husk"]`,
-    '[engine.runtimes]',
-    `husk = ["${HUSK}"]`,
-    ...extraConf,
-    '',
-  ].join('\n'));
+  const conf = writePodmanConf(dir, { husk: HUSK }, extraConf);
   const env = { ...process.env, CONTAINERS_CONF: conf, HUSK_TEST_ROOT: ROOT_DIR };
   const base = ['--root', path.join(dir, 'storage'), '--runroot', path.join(dir, 'run'), '--runtime', 'husk'];
   const run = (args: string[], opts: Parameters<typeof execa>[2] = {}) =>
