@@ -180,6 +180,39 @@ describe('vsock device', () => {
     server.close();
   });
 
+  it('gives credit back when a full host socket drains, without waiting for a guest kick', async () => {
+    // The guest sends up to the 256 KiB credit while the host reader stalls; the
+    // socket fills and the device holds the rest. When the reader resumes, the
+    // device alone must tell the guest (a guest out of credit sends nothing, so
+    // no kick will come): a lost update here stalled `cat` of a 5 MB file.
+    let hostSock: net.Socket | undefined;
+    let hostBytes = 0;
+    const server = net.createServer((s) => { hostSock = s; s.pause(); s.on('data', (d) => { hostBytes += d.byteLength; }); });
+    await new Promise<void>((r) => server.listen(path.join(dir, 'v.sock_1024'), r));
+    drv.giveRx(16);
+    drv.sendTx({ op: Op.REQUEST });
+    dev.notify(1);
+    expect(drv.takeRx().map((p) => p.h.op)).toEqual([Op.RESPONSE]);
+    await until(() => hostSock !== undefined, 'host accept');
+
+    const CREDIT = 256 * 1024;
+    const chunk = new Uint8Array(4096).fill(7);
+    let fwdSeen = 0;
+    const credits = () => { for (const p of drv.takeRx()) if (p.h.op === Op.CREDIT_UPDATE) fwdSeen = Math.max(fwdSeen, p.h.fwdCnt); };
+    for (let sent = 0; sent < CREDIT;) {
+      for (let i = 0; i < 16 && sent < CREDIT; i++, sent += chunk.byteLength) drv.sendTx({ op: Op.RW }, chunk);
+      dev.notify(1);
+      drv.giveRx(4);
+      dev.notify(0);
+      credits();
+    }
+    expect(fwdSeen).toBeLessThan(CREDIT); // the host socket really filled up
+    hostSock!.resume();
+    await until(() => { credits(); return fwdSeen === CREDIT; }, 'a credit update for every byte written to the host');
+    await until(() => hostBytes === CREDIT, 'every byte on the host');
+    server.close();
+  });
+
   it('resets a connect to a port nobody listens on', () => {
     drv.giveRx(4);
     drv.sendTx({ op: Op.REQUEST, dstPort: 999 });

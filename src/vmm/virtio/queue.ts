@@ -137,9 +137,20 @@ export class Virtqueue {
 
   /** Interrupts the driver unless it asked not to be. */
   notify(): void {
+    // The used index we just stored must be visible before we read the flag:
+    // x86 may let this load pass that store, and a driver that re-enables
+    // interrupts at that moment then sees neither new buffers nor an interrupt
+    // (a lost wake-up that stalls the queue for good; virtio 1.x §2.7.7.2).
+    fullFence();
     if (this.avail.getUint16(0, true) & VIRTQ_AVAIL_F_NO_INTERRUPT) return;
     this.signalGuest();
   }
+}
+
+const fenceCell = new Int32Array(new SharedArrayBuffer(4));
+/** A full memory barrier: a locked read-modify-write orders every earlier store before every later load. */
+function fullFence(): void {
+  Atomics.exchange(fenceCell, 0, 0);
 }
 
 /** A malformed chain; `head` must still be returned to the driver. */

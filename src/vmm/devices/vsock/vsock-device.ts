@@ -367,14 +367,14 @@ export class VsockDevice implements VirtioDevice {
       return;
     }
     if (events & EPOLLOUT) this.flushOut(conn);
-    if (!this.byFd.has(conn.fd)) return;
-    if (events & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
-      conn.rxBlocked = true;
-      this.flushRx();
-      if (events & (EPOLLHUP | EPOLLERR) && conn.rxBlocked && this.byFd.get(conn.fd) === conn) {
-        conn.parked = true;
-        this.env!.poller.remove(conn.fd);
-      }
+    const readable = this.byFd.has(conn.fd) && (events & (EPOLLIN | EPOLLHUP | EPOLLERR)) !== 0;
+    if (readable) conn.rxBlocked = true;
+    // Also when only EPOLLOUT fired: draining the host socket may have queued a
+    // credit update (or a reset), and a guest out of credit waits for it.
+    this.flushRx();
+    if (readable && events & (EPOLLHUP | EPOLLERR) && conn.rxBlocked && this.byFd.get(conn.fd) === conn) {
+      conn.parked = true;
+      this.env!.poller.remove(conn.fd);
     }
   }
 
