@@ -72,6 +72,13 @@ describe('husk run (tcg engine)', () => {
     expect(crypto.createHash('sha256').update(out).digest('hex')).toBe(crypto.createHash('sha256').update(data).digest('hex'));
   });
 
+  it('takes a 5 MB stdin complete and in order', async () => {
+    const data = crypto.randomBytes(5 * 1024 * 1024);
+    const r = await husk(root, ['run', '--bundle', mkBundle('sink', ['sha256sum']), uniqueId('sink')], { stdin: data });
+    expect(r.exitCode, text(r.stderr)).toBe(0);
+    expect(text(r.stdout)).toBe(`${crypto.createHash('sha256').update(data).digest('hex')}  -\n`);
+  });
+
   it('shares files both ways with host owners and modes', async () => {
     const b = mkBundle('share', ['sh', '-c', 'cat /from-host.txt; echo from-guest > /tmp/from-guest.txt; ls -ln /owned.txt']);
     fs.writeFileSync(path.join(b, 'rootfs/from-host.txt'), 'written on the host\n');
