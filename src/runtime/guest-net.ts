@@ -8,6 +8,12 @@ import type { DeviceSpec } from '../vmm/devices/factory.js';
 import type { GuestNetwork } from '../agent/net-attrs.js';
 import { planNetwork, type NetworkPlan } from './network.js';
 import { Passt } from './passt.js';
+import { joinNetworkNamespace } from '../sys/namespace.js';
+import { bindAbstract } from '../sys/unix-socket.js';
+import { closeFd } from '../sys/io.js';
+
+/** Held (in the namespace) by the one VMM whose passt forwards the namespace's inbound ports. */
+const INBOUND_PORTS_LOCK = 'husk-inbound-ports';
 
 export class GuestNet {
   readonly plan: NetworkPlan;
@@ -15,20 +21,43 @@ export class GuestNet {
   /** set when passt exited on its own (why, for the error message) */
   lost?: string;
 
-  private constructor(plan: NetworkPlan, passt: Passt) {
+  private portsLock: number | null;
+
+  private constructor(plan: NetworkPlan, passt: Passt, portsLock: number | null) {
     this.plan = plan;
     this.passt = passt;
+    this.portsLock = portsLock;
   }
 
   /** null: the guest gets only lo (no network device, no passt). */
   static start(spec: Spec, stateDir: string, log: (msg: string) => void, onLost: (msg: string) => void): GuestNet | null {
-    const plan = planNetwork(spec, path.basename(stateDir));
+    let plan = planNetwork(spec, path.basename(stateDir));
     if (!plan) {
       log('network: no interface to copy: the guest has only lo');
       return null;
     }
-    const passt = Passt.start(plan, path.join(stateDir, 'passt.log'), log);
-    const gn = new GuestNet(plan, passt);
+    let portsLock: number | null = null;
+    if (plan.netnsPath) {
+      // This process stands for the container on the host, like runc's container
+      // process: `--network container:ID` and pods name /proc/PID/ns/net of it, which
+      // must be the container's namespace, never the host's.
+      joinNetworkNamespace(plan.netnsPath);
+      // A second VM in the namespace (a pod, `--network container:ID`) cannot listen
+      // on the ports the first one's passt holds: it gets outbound traffic only.
+      portsLock = bindAbstract(INBOUND_PORTS_LOCK);
+      if (portsLock === null) {
+        plan = { ...plan, tcpPorts: 'none', udpPorts: 'none' };
+        log('network: another husk container forwards this namespace\'s inbound ports; this one gets outbound traffic only');
+      }
+    }
+    let passt: Passt;
+    try {
+      passt = Passt.start(plan, path.join(stateDir, 'passt.log'), log);
+    } catch (err) {
+      if (portsLock !== null) closeFd(portsLock);
+      throw err;
+    }
+    const gn = new GuestNet(plan, passt, portsLock);
     void passt.exited.then((e) => {
       if (passt.stopped) return;
       const msg = `passt (pid ${passt.pid}) exited (${e.signal ?? `status ${e.code}`}): the container has no network; see ${path.join(stateDir, 'passt.log')}`;
@@ -50,5 +79,7 @@ export class GuestNet {
 
   async stop(): Promise<void> {
     await this.passt.stop();
+    if (this.portsLock !== null) closeFd(this.portsLock);
+    this.portsLock = null;
   }
 }

@@ -46,6 +46,23 @@ export function listenUnix(path: string, backlog = 4): number {
   return fd;
 }
 
+/**
+ * Binds an abstract socket (`@name`), which lives in the calling thread's
+ * network namespace and vanishes with its last fd: a lock on a namespace that
+ * needs no file and cannot go stale. null when another socket holds the name.
+ */
+export function bindAbstract(name: string): number | null {
+  const fd = check('socket', c_socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  const sa = sockaddrUn(`\0${name}`);
+  if (c_bind(fd, sa, 2 + 1 + Buffer.byteLength(name)) < 0) {
+    const errno = lastErrno();
+    closeFd(fd);
+    if (errno === E.EADDRINUSE) return null;
+    throw new SysError('bind', errno);
+  }
+  return fd;
+}
+
 /** accept4(); returns -1 when no connection is pending (non-blocking listener). */
 export function acceptUnix(fd: number, nonBlocking = false): number {
   for (;;) {

@@ -121,6 +121,26 @@ describe('podman networks with --runtime husk', () => {
     expect(out(n), err(n)).toContain(serverIp);
   });
 
+  it('--network container:web joins web\'s namespace, never the host\'s: same address, outbound works, web keeps its port', async () => {
+    // The VMM stands for the container on the host: podman names /proc/PID/ns/net of it for container:web.
+    const pid = Number(out(await pm.run(['inspect', '--format', '{{.State.Pid}}', serverId])).trim());
+    const sandboxKey = out(await pm.run(['inspect', '--format', '{{.NetworkSettings.SandboxKey}}', serverId])).trim();
+    expect(fs.readlinkSync(`/proc/${pid}/ns/net`)).toBe(`net:[${fs.statSync(sandboxKey).ino}]`);
+    const server = net.createServer((s) => { s.once('data', (d) => s.end(`pong:${String(d).trim()}\n`)); });
+    await new Promise<void>((resolve, reject) => { server.once('error', reject); server.listen(0, gateway, resolve); });
+    const port = (server.address() as net.AddressInfo).port;
+    try {
+      const r = await pm.run(['run', '--rm', '--network', 'container:web', IMAGE, 'sh', '-c',
+        `ip -4 -o addr show dev eth0; (echo sidecar; sleep 5) | nc ${gateway} ${port}`]);
+      expect(out(r), err(r)).toContain(`inet ${serverIp}/24`);
+      expect(out(r)).toContain('pong:sidecar');
+    } finally {
+      server.close();
+    }
+    // The second VM's passt forwards no inbound ports (they are web's): web still answers.
+    expect(await httpGet(`http://127.0.0.1:${HOST_PORT}/index.html`)).toBe('page-from-husk\n');
+  });
+
   it('no network namespace in config.json (runc: the host\'s): the guest gets the host\'s address and reaches host servers', async () => {
     const route = JSON.parse(execFileSync('ip', ['-j', '-4', 'route', 'show', 'default'], { encoding: 'utf8' }))[0];
     const hostAddr = JSON.parse(execFileSync('ip', ['-j', '-4', 'addr', 'show', 'dev', route.dev], { encoding: 'utf8' }))[0]
