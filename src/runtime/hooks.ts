@@ -10,17 +10,20 @@ export class HookError extends Error {}
 
 export type HookPhase = keyof Hooks;
 
-function runHook(phase: HookPhase, hook: Hook, stateJson: string): Promise<void> {
+type SpawnIn = <T>(f: () => T) => T;
+
+function runHook(phase: HookPhase, hook: Hook, stateJson: string, spawnIn: SpawnIn): Promise<void> {
   return new Promise((resolve, reject) => {
     const [argv0, ...rest] = hook.args && hook.args.length ? hook.args : [hook.path];
-    const child = spawn(hook.path, rest, {
+    // The VMM sits in the container's network namespace; hooks run in the runtime's, as with runc.
+    const child = spawnIn(() => spawn(hook.path, rest, {
       argv0,
       env: Object.fromEntries((hook.env ?? []).map((e) => {
         const i = e.indexOf('=');
         return i < 0 ? [e, ''] : [e.slice(0, i), e.slice(i + 1)];
       })),
       stdio: ['pipe', 'ignore', 'pipe'],
-    });
+    }));
     let stderr = '';
     child.stderr!.on('data', (d: Buffer) => { if (stderr.length < 4096) stderr += d.toString(); });
     child.stdin!.on('error', () => {});
@@ -45,10 +48,13 @@ function runHook(phase: HookPhase, hook: Hook, stateJson: string): Promise<void>
  */
 export async function runHooks(hooks: Hooks | undefined, phase: HookPhase, state: unknown, warn?: (msg: string) => void): Promise<void> {
   const list = hooks?.[phase] ?? [];
+  if (!list.length) return;
   const json = JSON.stringify(state);
+  // (loaded here: verbs without hooks never load the native-call layer for it)
+  const { inStartingNetworkNamespace } = await import('../sys/namespace.js');
   for (const h of list) {
     try {
-      await runHook(phase, h, json);
+      await runHook(phase, h, json, inStartingNetworkNamespace);
     } catch (err) {
       if (!warn) throw err;
       warn((err as Error).message);

@@ -5,7 +5,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { loadBundle } from '../oci/bundle.js';
-import { OCI_VERSION, createContainerDir, removeContainerDir, socketDirFor, writeState, type ContainerState } from './state.js';
+import { OCI_VERSION, createContainerDir, publicState, removeContainerDir, socketDirFor, writeState, type ContainerState } from './state.js';
+import { runGuestHooks, runHooks } from './hooks.js';
 import { controlSocketPath, serveControl } from './control.js';
 import { VmOps } from './vm-ops.js';
 import { serveExec } from './exec-server.js';
@@ -44,24 +45,38 @@ export async function runContainer(opts: RunOptions): Promise<number> {
   };
   let sandbox: Sandbox | undefined;
   let control: net.Server | undefined;
+  /** poststop runs once the create-time hooks ran (runc: for a container that was created) */
+  let hooksRan = false;
   const relays = new Map<NodeJS.Signals, () => void>();
+  let state: ContainerState = {
+    ociVersion: OCI_VERSION, id: opts.id, pid: process.pid, status: 'creating', bundle: bundle.dir, rootfs: bundle.rootfs,
+    created: new Date().toISOString(), owner: os.userInfo().username, annotations: bundle.spec.annotations ?? {},
+    husk: { socketDir: socketDirFor(dir), vmmStartTime: processStartTime(process.pid) },
+  };
   try {
-    let state: ContainerState = {
-      ociVersion: OCI_VERSION, id: opts.id, pid: process.pid, status: 'creating', bundle: bundle.dir, rootfs: bundle.rootfs,
-      created: new Date().toISOString(), owner: os.userInfo().username, annotations: bundle.spec.annotations ?? {},
-      husk: { socketDir: socketDirFor(dir), vmmStartTime: processStartTime(process.pid) },
-    };
     writeState(dir, state);
     sandbox = await Sandbox.boot({ stateDir: dir, socketDir: socketDirFor(dir), bundle, log, debug: !!opts.debug, setup: true });
     const spec = processSpec(proc, { stdin: !useTty && !process.stdin.isTTY, seccomp: bundle.seccomp, log });
     if (useTty) spec.winsize = { rows: process.stdout.rows, cols: process.stdout.columns };
-    const running = sandbox.agent.run(spec, process.stdout, process.stderr);
+    // With hooks, run is create + start: the process is held until the create-time hooks ran.
+    const hooks = bundle.spec.hooks;
+    const hold = !!hooks && Object.values(hooks).some((list) => list?.length);
+    const running = sandbox.agent.run(spec, process.stdout, process.stderr, hold);
     for (const sig of RELAYED_SIGNALS) {
       const relay = () => { try { running.signal(os.constants.signals[sig]); } catch { /* gone */ } };
       relays.set(sig, relay);
       process.on(sig, relay);
     }
     try {
+      if (hold) {
+        await running.created;
+        hooksRan = true;
+        for (const phase of ['prestart', 'createRuntime', 'createContainer'] as const) await runHooks(hooks, phase, publicState(state));
+        state = { ...state, status: 'created' };
+        writeState(dir, state);
+        await runGuestHooks(sandbox.agent, hooks, 'startContainer', publicState(state));
+        running.start();
+      }
       await running.started;
     } catch (err) {
       if (err instanceof AgentError) throw new RunError(`unable to start container process: ${err.message}`);
@@ -83,6 +98,7 @@ export async function runContainer(opts: RunOptions): Promise<number> {
     state = { ...state, status: 'running' };
     writeState(dir, state);
     if (opts.pidFile) writePidFile(opts.pidFile, process.pid);
+    await runHooks(hooks, 'poststart', publicState(state), warn);
     if (useTty) attachTerminal(running);
     else if (!process.stdin.isTTY) forwardStdin(running);
     const vmGone = sandbox.vm.engine.exited.then(() => {
@@ -98,8 +114,14 @@ export async function runContainer(opts: RunOptions): Promise<number> {
     if (process.stdin.isTTY) process.stdin.setRawMode(false);
     process.stdin.destroy();
     await sandbox?.stop();
+    if (hooksRan) await runHooks(bundle.spec.hooks, 'poststop', publicState({ ...state, status: 'stopped' }), warn);
     removeContainerDir(dir);
   }
+}
+
+/** Failing poststart and poststop hooks are warnings (runtime spec), on husk's stderr as with runc. */
+function warn(msg: string): void {
+  process.stderr.write(`husk: warning: ${msg}\n`);
 }
 
 function attachTerminal(running: RunningProcess): void {

@@ -8,11 +8,40 @@ import { libc, check } from './libc.js';
 const c_setns = libc.func('int setns(int fd, int nstype)');
 const CLONE_NEWNET = 0x40000000;
 
+/** The namespace this thread was in before its first join (an fd), kept to spawn there. */
+let startingNamespace: number | undefined;
+
+function setns(fd: number): void {
+  check('setns', c_setns(fd, CLONE_NEWNET));
+}
+
 export function joinNetworkNamespace(nsPath: string): void {
   const fd = fs.openSync(nsPath, 'r');
   try {
-    check('setns', c_setns(fd, CLONE_NEWNET));
+    const before = startingNamespace ?? fs.openSync('/proc/thread-self/ns/net', 'r');
+    setns(fd);
+    startingNamespace = before;
   } finally {
     fs.closeSync(fd);
+  }
+}
+
+/**
+ * Runs `f` back in the namespace this thread started in, then returns to the
+ * one it is in now. For spawning children that belong to the runtime's side,
+ * not the container's (Node forks a child from the calling thread).
+ */
+export function inStartingNetworkNamespace<T>(f: () => T): T {
+  if (startingNamespace === undefined) return f();
+  const current = fs.openSync('/proc/thread-self/ns/net', 'r');
+  try {
+    setns(startingNamespace);
+    try {
+      return f();
+    } finally {
+      setns(current);
+    }
+  } finally {
+    fs.closeSync(current);
   }
 }

@@ -141,6 +141,24 @@ describe('podman networks with --runtime husk', () => {
     expect(await httpGet(`http://127.0.0.1:${HOST_PORT}/index.html`)).toBe('page-from-husk\n');
   });
 
+  it('hooks run in the runtime\'s network namespace while the state\'s pid is in the container\'s', async () => {
+    const sandboxKey = out(await pm.run(['inspect', '--format', '{{.NetworkSettings.SandboxKey}}', serverId])).trim();
+    const b = bundle(path.join(tmp.dir, 'hooks-netns'), { args: ['true'] });
+    const seen = path.join(tmp.dir, 'hooks-netns.txt');
+    const hook = path.join(tmp.dir, 'netns-hook.sh');
+    fs.writeFileSync(hook, `#!/bin/sh\npid=$(sed 's/.*"pid":\\([0-9]*\\).*/\\1/')\necho "$1 $(readlink /proc/self/ns/net) $(readlink /proc/$pid/ns/net)" >> ${seen}\n`, { mode: 0o755 });
+    const cfgPath = path.join(b, 'config.json');
+    const cfg = JSON.parse(fs.readFileSync(cfgPath, 'utf8'));
+    cfg.linux.namespaces = cfg.linux.namespaces.map((n: { type: string }) => (n.type === 'network' ? { type: 'network', path: sandboxKey } : n));
+    cfg.hooks = { prestart: [{ path: hook, args: [hook, 'prestart'] }], poststart: [{ path: hook, args: [hook, 'poststart'] }] };
+    fs.writeFileSync(cfgPath, JSON.stringify(cfg));
+    const r = await husk(path.join(tmp.dir, 'husk-root'), ['run', '--bundle', b, uniqueId('hooks-netns')]);
+    expect(r.exitCode, String(r.stderr)).toBe(0);
+    const mine = fs.readlinkSync('/proc/self/ns/net');
+    const container = `net:[${fs.statSync(sandboxKey).ino}]`;
+    expect(fs.readFileSync(seen, 'utf8')).toBe(`prestart ${mine} ${container}\npoststart ${mine} ${container}\n`);
+  });
+
   it('no network namespace in config.json (runc: the host\'s): the guest gets the host\'s address and reaches host servers', async () => {
     const route = JSON.parse(execFileSync('ip', ['-j', '-4', 'route', 'show', 'default'], { encoding: 'utf8' }))[0];
     const hostAddr = JSON.parse(execFileSync('ip', ['-j', '-4', 'addr', 'show', 'dev', route.dev], { encoding: 'utf8' }))[0]

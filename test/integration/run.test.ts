@@ -79,6 +79,29 @@ describe('husk run (tcg engine)', () => {
     expect(text(r.stdout)).toBe(`${crypto.createHash('sha256').update(data).digest('hex')}  -\n`);
   });
 
+  it('runs the lifecycle hooks in runc\'s order (run = create + start + delete)', async () => {
+    const b = mkBundle('hooks', ['sh', '-c', 'echo process >> /order.txt']);
+    const seen = path.join(tmp.dir, 'hooks-order.txt');
+    const hook = path.join(tmp.dir, 'order-hook.sh');
+    fs.writeFileSync(hook, `#!/bin/sh\nstatus=$(sed 's/.*"status":"\\([a-z]*\\)".*/\\1/')\necho "$1 $status" >> ${seen}\n`, { mode: 0o755 });
+    // startContainer runs in the container (its path resolves there): it writes into the rootfs.
+    fs.writeFileSync(path.join(b, 'rootfs/start-hook.sh'), '#!/bin/sh\necho startContainer >> /order.txt\n', { mode: 0o755 });
+    const cfgPath = path.join(b, 'config.json');
+    const cfg = JSON.parse(fs.readFileSync(cfgPath, 'utf8'));
+    const host = (phase: string) => [{ path: hook, args: [hook, phase] }];
+    cfg.hooks = {
+      prestart: host('prestart'), createRuntime: host('createRuntime'), createContainer: host('createContainer'),
+      startContainer: [{ path: '/start-hook.sh' }], poststart: host('poststart'), poststop: host('poststop'),
+    };
+    fs.writeFileSync(cfgPath, JSON.stringify(cfg));
+    const r = await husk(root, ['run', '--bundle', b, uniqueId('hooks')]);
+    expect(r.exitCode, text(r.stderr)).toBe(0);
+    expect(fs.readFileSync(seen, 'utf8').trim().split('\n')).toEqual([
+      'prestart creating', 'createRuntime creating', 'createContainer creating', 'poststart running', 'poststop stopped',
+    ]);
+    expect(fs.readFileSync(path.join(b, 'rootfs/order.txt'), 'utf8')).toBe('startContainer\nprocess\n');
+  });
+
   it('shares files both ways with host owners and modes', async () => {
     const b = mkBundle('share', ['sh', '-c', 'cat /from-host.txt; echo from-guest > /tmp/from-guest.txt; ls -ln /owned.txt']);
     fs.writeFileSync(path.join(b, 'rootfs/from-host.txt'), 'written on the host\n');
