@@ -5,8 +5,10 @@ import { parentPort, workerData, receiveMessageOnPort, type MessagePort } from '
 import { Poller, EPOLLIN, closeFd, eventfdDrain } from '../../sys/io.js';
 import { acceptUnix } from '../../sys/unix-socket.js';
 import { VhostUserBackend } from './backend.js';
-import { createDevice, type DeviceSpec } from '../devices/factory.js';
+import { createDevice, loadDeviceCode, type DeviceSpec } from '../devices/factory.js';
 import { MmioBackend, type MmioWorkerTransport } from '../virtio/mmio-backend.js';
+import { mark } from '../../trace.js';
+mark('worker-loaded');
 
 export interface DeviceWorkerData {
   spec: DeviceSpec;
@@ -24,13 +26,21 @@ export type WorkerToMain =
   | { type: 'closed'; stats: Record<string, number> };
 export type MainToWorker = { type: 'stats' } | { type: 'stop' };
 
-const data = workerData as DeviceWorkerData;
+// A prestarted worker (worker-pool.ts) loads its device's code, then gets its device from DeviceHost.
+const prestart = (workerData as { prestart?: DeviceSpec['kind'] } | undefined)?.prestart;
+const data: DeviceWorkerData = prestart
+  ? (await Promise.all([
+    new Promise<DeviceWorkerData>((resolve) => parentPort!.once('message', resolve)),
+    loadDeviceCode(prestart),
+  ]))[0]
+  : workerData as DeviceWorkerData;
+mark('worker-got-device ' + data.spec.kind);
 const port = data.port;
 const post = (m: WorkerToMain) => port.postMessage(m);
 const log = (msg: string) => post({ type: 'log', msg });
 
 const poller = new Poller();
-const device = createDevice(data.spec);
+const device = await createDevice(data.spec);
 let running = true;
 let backend: VhostUserBackend | MmioBackend | undefined;
 let listening = !data.mmio;
@@ -42,6 +52,7 @@ else poller.add(data.listenFd, EPOLLIN, () => {
   closeFd(data.listenFd);
   listening = false;
   backend = new VhostUserBackend(fd, device, poller, log);
+  mark('worker-connected ' + data.spec.kind);
   backend.onClose = () => { running = false; };
   post({ type: 'connected' });
 });
