@@ -21,8 +21,8 @@ export class GuestNet {
   }
 
   /** null: the guest gets only lo (no network device, no passt). */
-  static start(spec: Spec, stateDir: string, log: (msg: string) => void, onLost: (msg: string) => void): GuestNet | null {
-    const plan = planNetwork(spec, path.basename(stateDir));
+  static async start(spec: Spec, stateDir: string, log: (msg: string) => void, onLost: (msg: string) => void): Promise<GuestNet | null> {
+    const plan = await planNetwork(spec, path.basename(stateDir));
     if (!plan) {
       log('network: no interface to copy: the guest has only lo');
       return null;

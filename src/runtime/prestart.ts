@@ -5,8 +5,6 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { containerDir } from './state.js';
-import { isBindMount } from './translate.js';
-import { networkNamespace } from './network.js';
 import { prestartDeviceWorkers, type DeviceKind } from '../vmm/vhost-user/worker-pool.js';
 import type { Spec } from '../oci/spec.js';
 
@@ -17,9 +15,12 @@ export function prestartContainerWorkers(root: string, id: string): void {
   } catch {
     return; // the VMM reports what is wrong
   }
-  // As Sandbox.boot builds them: rootfs, vsock, bind mounts, network (none only in a new, empty namespace).
+  // As Sandbox.boot builds them: rootfs, vsock, bind mounts (translate.ts isBindMount), a network
+  // unless the container gets a new, empty namespace (network.ts networkNamespace). Tested here
+  // without those modules: they load seccomp and more, and this runs before anything else.
   const kinds: DeviceKind[] = ['fs', 'vsock'];
-  if ((spec.mounts ?? []).some(isBindMount)) kinds.push('fs');
-  if (networkNamespace(spec).kind !== 'new') kinds.push('net');
+  if ((spec.mounts ?? []).some((m) => m.type === 'bind' || (m.options ?? []).some((o) => o === 'bind' || o === 'rbind'))) kinds.push('fs');
+  const netns = (spec.linux?.namespaces ?? []).find((n) => n.type === 'network');
+  if (!netns || netns.path) kinds.push('net');
   prestartDeviceWorkers(kinds);
 }

@@ -80,7 +80,7 @@ export class Sandbox {
     let guestNet: GuestNet | undefined;
     try {
       if (plan) {
-        guestNet = GuestNet.start(bundle.spec, opts.stateDir, log, (m) => opts.onNetworkLost?.(m)) ?? undefined;
+        guestNet = await GuestNet.start(bundle.spec, opts.stateDir, log, (m) => opts.onNetworkLost?.(m)) ?? undefined;
         if (guestNet) devices.push(guestNet.device);
       }
       const agentReady = AgentConnection.accept(agentServer, Number(process.env.HUSK_BOOT_TIMEOUT_MS ?? 120_000));
