@@ -3,13 +3,10 @@ import module from 'node:module';
 
 module.enableCompileCache?.();
 const argv = process.argv.slice(2);
-const { mark } = await import('../dist/src/trace.js');
-mark('entry');
 const { tryFastPath } = await import('../dist/src/cli/fast.js');
 let code = await tryFastPath(argv);
 if (code === undefined) {
   const { main } = await import('../dist/src/cli/main.js');
   code = await main(argv);
 }
-mark('exit ' + code);
 process.exit(code);

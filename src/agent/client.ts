@@ -1,7 +1,6 @@
 // Talks to the guest agent over the vsock stream that the vsock device
 // bridges to a unix socket. Everything the agent sends is checked: a guest
 // that sends garbage ends the session with an error, it never crashes husk.
-import { mark } from '../trace.js';
 import net from 'node:net';
 import type { Writable } from 'node:stream';
 import {
@@ -284,7 +283,6 @@ export class AgentConnection {
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         server.off('connection', onConn);
-        mark('agent-connected');
         reject(new Error(`the guest agent did not connect within ${Math.round(timeoutMs / 1000)} s`));
       }, timeoutMs);
       const onConn = (sock: net.Socket) => {

@@ -106,7 +106,6 @@ export function registerLifecycle(program: Command): void {
       const g = globalOptions(cmd);
       const { vmmDaemon } = await import('../runtime/vmm-daemon.js');
       const code = await vmmDaemon({ root: g.root, id, consoleSocket: o.consoleSocket, debug: g.debug, statusFd: 3 + o.preserveFds, preserveFds: o.preserveFds });
-      (await import('../trace.js')).mark('vmm-exit');
       process.exit(code);
     });
 }

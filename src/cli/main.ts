@@ -64,7 +64,6 @@ export function globalOptions(cmd: Command): GlobalOptions {
 }
 
 export async function main(argv: string[]): Promise<number> {
-  (await import('../trace.js')).mark('main-loaded');
   const program = buildProgram();
   try {
     await program.parseAsync(argv, { from: 'user' });

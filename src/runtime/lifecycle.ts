@@ -16,7 +16,6 @@ import { runHooks } from './hooks.js';
 import type { Spec } from '../oci/spec.js';
 import { writePidFile } from './pidfile.js';
 import { awaitDetachedStatus } from './detached-status.js';
-import { mark } from '../trace.js';
 
 export class LifecycleError extends Error {}
 
@@ -35,7 +34,6 @@ export interface CreateOptions {
 export { writePidFile };
 
 export async function create(o: CreateOptions): Promise<void> {
-  mark('create-begin');
   const bundle = loadBundle(o.bundle);
   if (bundle.spec.process!.terminal && !o.consoleSocket) {
     throw new LifecycleError('cannot allocate tty if husk will detach without setting console socket');
@@ -73,10 +71,8 @@ export async function create(o: CreateOptions): Promise<void> {
     if (nfds) args.push('--preserve-fds', String(nfds));
     // The daemon keeps our stdio (the container's) and preserved fds, and reports on fd 3+n.
     const extra = Array.from({ length: nfds }, (_, i) => 3 + i);
-    mark('spawn-vmm');
     const child = spawn(process.execPath, args, { detached: true, stdio: ['inherit', 'inherit', 'inherit', ...extra, 'pipe'] });
     const failed = await awaitDetachedStatus(child, 3 + nfds, 'the VMM process died while creating the container', 'create failed');
-    mark('status-received');
     if (failed) throw new LifecycleError(failed);
     if (o.pidFile) writePidFile(o.pidFile, child.pid!);
     ok = true;
@@ -105,16 +101,13 @@ export async function control(st: ContainerState, req: ControlRequest): Promise<
 }
 
 export async function start(root: string, id: string): Promise<void> {
-  mark('start-begin');
   const lock = lockContainer(root, id);
   try {
     const st = readState(root, id);
     if (st.status === 'stopped') throw new LifecycleError('cannot start a container that has stopped');
     if (st.status === 'paused') throw new LifecycleError('cannot start a container in the paused state');
     if (st.status !== 'created') throw new LifecycleError(`cannot start an already running container`);
-    mark('start-control');
     await control(st, { op: 'start' });
-    mark('start-replied');
   } finally {
     lock.release();
   }
@@ -165,7 +158,7 @@ async function reapVmm(st: ContainerState, graceMs: number): Promise<void> {
       if (Date.now() > deadline + 5000) break;
       continue;
     }
-    await new Promise((r) => setTimeout(r, 20));
+    await new Promise((r) => setTimeout(r, 5));
   }
 }
 
@@ -188,7 +181,6 @@ async function reapPasst(st: ContainerState, graceMs: number): Promise<void> {
 }
 
 export async function del(root: string, id: string, force: boolean): Promise<void> {
-  mark('del-begin');
   let lock;
   try {
     lock = lockContainer(root, id);
@@ -206,9 +198,7 @@ export async function del(root: string, id: string, force: boolean): Promise<voi
       try { await control(st, { op: 'kill', signal: 9, all: true }); } catch { /* the daemon may be wedged */ }
     }
     // A stopped container's VMM may still be tearing down (passt, sockets): let it finish.
-    mark('del-reap');
     await reapVmm(st, 5000);
-    mark('del-reaped');
     await reapPasst(st, 2000);
     fs.rmSync(st.husk.socketDir, { recursive: true, force: true });
     const dir = containerDir(root, id);

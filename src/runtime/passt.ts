@@ -9,7 +9,6 @@ import fs from 'node:fs';
 import { socketPair } from '../sys/unix-socket.js';
 import { closeFd } from '../sys/io.js';
 import { nofileHardLimit, type NetworkPlan } from './network.js';
-import { mark } from '../trace.js';
 
 export const PASST_BINARY = process.env.HUSK_PASST ?? 'passt';
 /** passt drops to this user after opening its sockets (it refuses to stay root). */
@@ -68,7 +67,7 @@ export class Passt {
       closeFd(passtFd); // passt has its copy as fd 3
     }
     const exited = new Promise<PasstExit>((resolve) => {
-      child.on('exit', (code, signal) => { mark('passt-exit'); resolve({ code, signal }); });
+      child.on('exit', (code, signal) => resolve({ code, signal }));
       child.on('error', (err) => { log(`passt: ${err.message}`); resolve({ code: 127, signal: null }); });
     });
     const p = new Passt(child, deviceFd, exited);
@@ -84,7 +83,6 @@ export class Passt {
 
   async stop(graceMs = 2000): Promise<PasstExit> {
     this.stopping = true;
-    mark('passt-stop ' + this.child.exitCode);
     if (this.child.exitCode === null && this.child.signalCode === null) {
       this.child.kill('SIGTERM');
       const t = setTimeout(() => this.child.kill('SIGKILL'), graceMs);

@@ -14,7 +14,6 @@ import { machineSize } from './resources.js';
 import { setupSpec, GUEST_BINDS_DIR, type BindExport } from './translate.js';
 import { GuestNet } from './guest-net.js';
 import { FEATURE_NET } from '../agent/protocol.js';
-import { mark } from '../trace.js';
 
 export const AGENT_PORT = 1024;
 export const GUEST_CID = 3;
@@ -55,7 +54,6 @@ export class Sandbox {
   }
 
   static async boot(opts: SandboxOptions): Promise<Sandbox> {
-    mark('boot-begin');
     const { bundle, log } = opts;
     const assets = guestAssets();
     const size = machineSize(bundle.spec);
@@ -84,7 +82,6 @@ export class Sandbox {
         if (guestNet) devices.push(guestNet.device);
       }
       const agentReady = AgentConnection.accept(agentServer, Number(process.env.HUSK_BOOT_TIMEOUT_MS ?? 120_000));
-      mark('vm-start');
       vm = Vm.start({
         stateDir: opts.socketDir,
         kernel: assets.kernel,
@@ -96,14 +93,12 @@ export class Sandbox {
         devices,
       }, log);
       log(`engine ${vm.engine.name}: ${size.vcpus} vCPU, ${size.memoryMiB} MiB`);
-      mark('vm-started');
       // Once the VM is gone its net device closes passt's socket and passt quits: expected.
       void vm.engine.exited.then(() => guestNet?.passt.expectExit());
       const engineGone = vm.engine.exited.then((e) => {
         throw new SandboxError(`the VM stopped before its agent was ready (engine exit ${e.signal ?? e.code}); see ${opts.stateDir}/console.log`);
       });
       const agent = await Promise.race([agentReady, engineGone]);
-      mark('hello');
       log(`agent ready: ${agent.hello.agent}, protocol ${agent.hello.version}, features ${agent.hello.features ?? 0}`);
       // A passt that could not start (bad namespace, ports taken) fails create, like runc's network errors.
       if (guestNet?.lost) throw new SandboxError(guestNet.lost);
@@ -114,7 +109,6 @@ export class Sandbox {
       }
       if (plan && agent.extended) await Promise.race([agent.setup(plan.setup), engineGone]);
       else if (plan) log('the guest agent lacks container set-up (extension A): mounts and hostname are the agent defaults');
-      mark('setup-done');
       return sb;
     } catch (err) {
       if (vm) await vm.stop(0);
@@ -133,14 +127,11 @@ export class Sandbox {
   stop(graceMs = 3000, waitNetwork = true): Promise<void> {
     this.stopped ??= (async () => {
       try { this.agent.poweroff(); } catch { /* agent gone */ }
-      mark('poweroff-sent');
       // passt closes one socket per forwarded port on its way out (tens of ms): let that
       // overlap the guest's power-off, the container no longer needs its network.
       const netStopped = this.net?.stop();
       await this.vm.stop(graceMs);
-      mark('vm-stopped');
       if (waitNetwork) await netStopped;
-      mark('net-stopped');
       this.agent.close();
       this.agentServer.close();
       fs.rmSync(this.opts.socketDir, { recursive: true, force: true });

@@ -22,7 +22,6 @@ import { setCloexec } from '../sys/io.js';
 import { VmOps } from './vm-ops.js';
 import { execsSettled, serveExec } from './exec-server.js';
 import { relayFds } from './fd-relay.js';
-import { mark } from '../trace.js';
 
 export interface DaemonOptions {
   root: string;
@@ -38,7 +37,6 @@ export interface DaemonOptions {
 const RELAYED: NodeJS.Signals[] = ['SIGTERM', 'SIGINT', 'SIGHUP', 'SIGQUIT', 'SIGUSR1', 'SIGUSR2', 'SIGCONT'];
 
 export async function vmmDaemon(o: DaemonOptions): Promise<number> {
-  mark('daemon-begin');
   const dir = containerDir(o.root, o.id);
   const log = (msg: string) => {
     try { fs.appendFileSync(path.join(dir, 'vmm.log'), `${new Date().toISOString()} ${msg}\n`); } catch { /* state dir gone */ }
@@ -86,11 +84,9 @@ export async function vmmDaemon(o: DaemonOptions): Promise<number> {
         if (ws.rows && ws.cols) proc.winsize = ws;
       }
     }
-    mark('sandbox-booted');
     const running = sandbox.agent.run(proc, out as never, err as never, true);
     try {
       await running.created;
-      mark('held-created');
     } catch (e) {
       if (e instanceof AgentError) throw new Error(`unable to start container process: ${e.message}`);
       throw e;
@@ -113,21 +109,16 @@ export async function vmmDaemon(o: DaemonOptions): Promise<number> {
     control = await serveControl(controlSocketPath(state.husk.socketDir), (req) => handleControl(req, running, spec.hooks),
       (req, sock, rest) => serveExec(execCtx, req, sock, rest));
     save({ status: 'created' });
-    mark('report');
     report({ ok: true });
     for (const sig of RELAYED) process.on(sig, () => { try { running.signal(os.constants.signals[sig]); } catch { /* gone */ } });
     const engineGone = sandbox.vm.engine.exited.then(() => ({ status: 255, waitStatus: 0, lost: true }));
     const exit = await Promise.race([running.exited.catch(() => ({ status: 255, waitStatus: 0, lost: true })), engineGone]);
-    mark('exited');
     if ('lost' in exit) log('the VM went away before the container process exited');
     save({ status: 'stopped' }, { exitStatus: exit.status });
     await execsSettled(2000);
-    mark('execs-settled');
     await flush(out);
     await flush(err);
     await relay?.flush();
-    mark('flushed');
-    mark('daemon-return');
     return exit.status;
   } catch (e) {
     const msg = e instanceof Error ? e.message : String(e);
@@ -142,7 +133,6 @@ export async function vmmDaemon(o: DaemonOptions): Promise<number> {
     // output while the pid it watches still runs (and miss the exit code).
     // The pid file's process must end as soon as the container has: delete reaps passt.
     await sandbox?.stop(2000, false);
-    mark('sandbox-stopped');
     terminal?.close();
     fs.rmSync(state.husk.socketDir, { recursive: true, force: true });
   }
@@ -152,13 +142,11 @@ export async function vmmDaemon(o: DaemonOptions): Promise<number> {
       case 'ping':
         return { ok: true };
       case 'start': {
-        mark('ctl-start');
         if (state.status !== 'created') return { ok: false, error: `cannot start a container that is ${state.status}` };
         await runGuestHooks(sandbox!.agent, hooks, 'startContainer', publicState(state));
         running.start();
         try {
           await running.started;
-          mark('started');
         } catch (e) {
           return { ok: false, error: `unable to start container process: ${(e as Error).message}` };
         }

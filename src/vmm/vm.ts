@@ -7,7 +7,6 @@ import { KvmMachine } from './engines/kvm/machine.js';
 import { selectEngine } from './engines/select.js';
 import { releasePrestartedWorkers } from './vhost-user/worker-pool.js';
 import { deviceSocketPath, type EngineExit, type MachineConfig, type RunningEngine } from './engine.js';
-import { mark } from '../trace.js';
 
 export class Vm {
   readonly config: MachineConfig;
@@ -34,7 +33,6 @@ export class Vm {
       config.devices.forEach((spec, i) => {
         devices.push(new DeviceHost(spec, kvm ? kvm.transport(i) : deviceSocketPath(config.stateDir, i, spec.kind), log));
       });
-      mark('devices-constructed');
       releasePrestartedWorkers();
       const engine = kvm
         ? kvm.start(Promise.all(devices.map((d) => d.closed)))
@@ -67,10 +65,8 @@ export class Vm {
       const timer = setTimeout(() => this.engine.kill('SIGKILL'), graceMs);
       if (graceMs === 0) this.engine.kill('SIGKILL');
       const exit = await this.engine.exited;
-      mark('engine-exited');
       clearTimeout(timer);
       const stats = await Promise.all(this.devices.map((d) => d.stop()));
-      mark('devices-stopped');
       for (const d of this.devices) if (d.socketPath) fs.rmSync(d.socketPath, { force: true });
       this.devices.forEach((d, i) => this.log(`device ${d.spec.kind}${i} served ${JSON.stringify(stats[i])}`));
       return exit;

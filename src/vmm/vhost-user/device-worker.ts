@@ -7,8 +7,6 @@ import { acceptUnix } from '../../sys/unix-socket.js';
 import { VhostUserBackend } from './backend.js';
 import { createDevice, loadDeviceCode, type DeviceSpec } from '../devices/factory.js';
 import { MmioBackend, type MmioWorkerTransport } from '../virtio/mmio-backend.js';
-import { mark } from '../../trace.js';
-mark('worker-loaded');
 
 export interface DeviceWorkerData {
   spec: DeviceSpec;
@@ -34,7 +32,6 @@ const data: DeviceWorkerData = prestart
     loadDeviceCode(prestart),
   ]))[0]
   : workerData as DeviceWorkerData;
-mark('worker-got-device ' + data.spec.kind);
 const port = data.port;
 const post = (m: WorkerToMain) => port.postMessage(m);
 const log = (msg: string) => post({ type: 'log', msg });
@@ -52,7 +49,6 @@ else poller.add(data.listenFd, EPOLLIN, () => {
   closeFd(data.listenFd);
   listening = false;
   backend = new VhostUserBackend(fd, device, poller, log);
-  mark('worker-connected ' + data.spec.kind);
   backend.onClose = () => { running = false; };
   post({ type: 'connected' });
 });

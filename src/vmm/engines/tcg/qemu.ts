@@ -5,7 +5,6 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import type { EngineExit, MachineConfig, RunningEngine } from '../../engine.js';
 import { qmpRun } from './qmp.js';
-import { mark } from '../../../trace.js';
 
 export const QEMU_BINARY = process.env.HUSK_QEMU ?? 'qemu-system-x86_64';
 const SETPRIV = '/usr/bin/setpriv';
@@ -69,7 +68,6 @@ export function startQemu(cfg: MachineConfig, socketPaths: string[]): RunningEng
     detached: false,
   });
   fs.closeSync(errLog);
-  mark('qemu-spawned');
   const exited = new Promise<EngineExit>((resolve) => {
     child.on('exit', (code, signal) => resolve({ code, signal }));
     child.on('error', () => resolve({ code: 127, signal: null }));
