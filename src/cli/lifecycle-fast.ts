@@ -10,13 +10,13 @@ import { reportError } from './errors.js';
 interface Globals { root: string; log?: string; logFormat?: string; debug: boolean }
 
 /** A verb's flags: name -> takes a value (string) or is a switch (boolean). */
-type FlagSpec = Record<string, 'value' | 'switch'>;
+export type FlagSpec = Record<string, 'value' | 'switch'>;
 
-interface Parsed { positionals: string[]; values: Map<string, string>; switches: Set<string> }
+export interface ParsedArgs { positionals: string[]; values: Map<string, string>; switches: Set<string> }
 
 /** Parses flags (in any order among the positionals, as commander does); undefined on anything unusual. */
-function parse(argv: string[], flags: FlagSpec, aliases: Record<string, string> = {}): Parsed | undefined {
-  const p: Parsed = { positionals: [], values: new Map(), switches: new Set() };
+export function parseVerbArgs(argv: string[], flags: FlagSpec, aliases: Record<string, string> = {}): ParsedArgs | undefined {
+  const p: ParsedArgs = { positionals: [], values: new Map(), switches: new Set() };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     if (!a.startsWith('-') || a === '-') { p.positionals.push(a); continue; }
@@ -60,7 +60,7 @@ export function tryLifecycleFast(g: Globals, argv: string[]): Promise<number | u
   const lifecycle = () => import('../runtime/lifecycle.js');
   switch (verb) {
     case 'create': {
-      const p = parse(rest, { '--bundle': 'value', '--pid-file': 'value', '--console-socket': 'value', '--no-pivot': 'switch', '--no-new-keyring': 'switch', '--preserve-fds': 'value' }, { '-b': '--bundle' });
+      const p = parseVerbArgs(rest, { '--bundle': 'value', '--pid-file': 'value', '--console-socket': 'value', '--no-pivot': 'switch', '--no-new-keyring': 'switch', '--preserve-fds': 'value' }, { '-b': '--bundle' });
       const preserveFds = count(p?.values.get('--preserve-fds'), 64);
       if (!p || p.positionals.length !== 1 || preserveFds === undefined) return undefined;
       return guarded(g, async () => (await lifecycle()).create({
@@ -69,22 +69,22 @@ export function tryLifecycleFast(g: Globals, argv: string[]): Promise<number | u
       }));
     }
     case 'start': {
-      const p = parse(rest, {});
+      const p = parseVerbArgs(rest, {});
       if (!p || p.positionals.length !== 1) return undefined;
       return guarded(g, async () => (await lifecycle()).start(g.root, p.positionals[0]!));
     }
     case 'kill': {
-      const p = parse(rest, { '--all': 'switch' }, { '-a': '--all' });
+      const p = parseVerbArgs(rest, { '--all': 'switch' }, { '-a': '--all' });
       if (!p || p.positionals.length < 1 || p.positionals.length > 2) return undefined;
       return guarded(g, async () => (await lifecycle()).kill(g.root, p.positionals[0]!, p.positionals[1] ?? 'SIGTERM', p.switches.has('--all')));
     }
     case 'delete': {
-      const p = parse(rest, { '--force': 'switch' }, { '-f': '--force' });
+      const p = parseVerbArgs(rest, { '--force': 'switch' }, { '-f': '--force' });
       if (!p || p.positionals.length !== 1) return undefined;
       return guarded(g, async () => (await lifecycle()).del(g.root, p.positionals[0]!, p.switches.has('--force')));
     }
     case 'vmm': {
-      const p = parse(rest, { '--console-socket': 'value', '--preserve-fds': 'value' });
+      const p = parseVerbArgs(rest, { '--console-socket': 'value', '--preserve-fds': 'value' });
       const preserveFds = count(p?.values.get('--preserve-fds'), 64);
       if (!p || p.positionals.length !== 1 || preserveFds === undefined) return undefined;
       return guarded(g, async () => {

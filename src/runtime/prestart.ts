@@ -8,6 +8,19 @@ import { containerDir } from './state.js';
 import { prestartDeviceWorkers, type DeviceKind } from '../vmm/vhost-user/worker-pool.js';
 import type { Spec } from '../oci/spec.js';
 
+/** The devices Sandbox.boot will most likely build for `spec`, by kind. */
+export function expectedDeviceKinds(spec: Spec): DeviceKind[] {
+  // Rootfs and vsock always; bind mounts (translate.ts isBindMount); a network unless the container
+  // gets a new, empty namespace (network.ts networkNamespace). Tested here without those modules:
+  // they load seccomp and more, and this runs before anything else (test/unit/prestart.test.ts
+  // checks that both agree).
+  const kinds: DeviceKind[] = ['fs', 'vsock'];
+  if ((spec.mounts ?? []).some((m) => m.type === 'bind' || (m.options ?? []).some((o) => o === 'bind' || o === 'rbind'))) kinds.push('fs');
+  const netns = (spec.linux?.namespaces ?? []).find((n) => n.type === 'network');
+  if (!netns || netns.path) kinds.push('net');
+  return kinds;
+}
+
 export function prestartContainerWorkers(root: string, id: string): void {
   let spec: Spec;
   try {
@@ -15,12 +28,5 @@ export function prestartContainerWorkers(root: string, id: string): void {
   } catch {
     return; // the VMM reports what is wrong
   }
-  // As Sandbox.boot builds them: rootfs, vsock, bind mounts (translate.ts isBindMount), a network
-  // unless the container gets a new, empty namespace (network.ts networkNamespace). Tested here
-  // without those modules: they load seccomp and more, and this runs before anything else.
-  const kinds: DeviceKind[] = ['fs', 'vsock'];
-  if ((spec.mounts ?? []).some((m) => m.type === 'bind' || (m.options ?? []).some((o) => o === 'bind' || o === 'rbind'))) kinds.push('fs');
-  const netns = (spec.linux?.namespaces ?? []).find((n) => n.type === 'network');
-  if (!netns || netns.path) kinds.push('net');
-  prestartDeviceWorkers(kinds);
+  prestartDeviceWorkers(expectedDeviceKinds(spec));
 }
