@@ -1,8 +1,11 @@
 // The fast path for `husk state ID`: clients call it often (podman polls
-// it), so it skips commander and loads only the state store. Anything it
-// does not recognise goes to the full command line.
+// it), so it skips commander and loads only the state store; exec and the
+// lifecycle verbs have fast paths of their own. Anything they do not
+// recognise goes to the full command line.
 import { publicState, readState, DEFAULT_ROOT } from '../runtime/state.js';
 import { reportError } from './errors.js';
+
+const LIFECYCLE_VERBS = new Set(['create', 'start', 'kill', 'delete', 'vmm']);
 
 /** Handles `[--root R] [--log F] [--log-format X] [--debug] [--systemd-cgroup] state ID`; undefined when not that. */
 export function tryFastPath(argv: string[]): number | undefined | Promise<number | undefined> {
@@ -24,6 +27,7 @@ export function tryFastPath(argv: string[]): number | undefined | Promise<number
     } else break;
   }
   if (argv[i] === 'exec') return import('./exec-fast.js').then((m) => m.tryExecFast(g, argv.slice(i)));
+  if (LIFECYCLE_VERBS.has(argv[i]!)) return import('./lifecycle-fast.js').then((m) => m.tryLifecycleFast(g, argv.slice(i)));
   if (argv[i] !== 'state' || argv.length !== i + 2 || argv[i + 1]!.startsWith('-')) return undefined;
   try {
     process.stdout.write(JSON.stringify(publicState(readState(g.root, argv[i + 1]!)), null, 2) + '\n');

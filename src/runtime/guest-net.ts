@@ -30,8 +30,8 @@ export class GuestNet {
   }
 
   /** null: the guest gets only lo (no network device, no passt). */
-  static start(spec: Spec, stateDir: string, log: (msg: string) => void, onLost: (msg: string) => void): GuestNet | null {
-    let plan = planNetwork(spec, path.basename(stateDir));
+  static async start(spec: Spec, stateDir: string, log: (msg: string) => void, onLost: (msg: string) => void): Promise<GuestNet | null> {
+    let plan = await planNetwork(spec, path.basename(stateDir));
     if (!plan) {
       log('network: no interface to copy: the guest has only lo');
       return null;

@@ -158,15 +158,25 @@ async function reapVmm(st: ContainerState, graceMs: number): Promise<void> {
       if (Date.now() > deadline + 5000) break;
       continue;
     }
-    await new Promise((r) => setTimeout(r, 20));
+    await new Promise((r) => setTimeout(r, 5));
   }
 }
 
-/** passt quits when its VMM's socket closes; if the VMM was killed before it could stop it, make sure. */
-function reapPasst(st: ContainerState): void {
+/**
+ * passt quits when its VMM's socket closes, and the VMM signals it on the way
+ * out without waiting for it (closing its port sockets takes a while): wait
+ * here, so that nothing is left once delete returns; SIGKILL after `graceMs`.
+ */
+async function reapPasst(st: ContainerState, graceMs: number): Promise<void> {
   const pid = st.husk.passtPid;
-  if (pid && isSameProcessAlive(pid, st.husk.passtStartTime)) {
-    try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ }
+  if (!pid) return;
+  const deadline = Date.now() + graceMs;
+  while (isSameProcessAlive(pid, st.husk.passtStartTime)) {
+    if (Date.now() > deadline) {
+      try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ }
+      if (Date.now() > deadline + 5000) break;
+    }
+    await new Promise((r) => setTimeout(r, 10));
   }
 }
 
@@ -189,7 +199,7 @@ export async function del(root: string, id: string, force: boolean): Promise<voi
     }
     // A stopped container's VMM may still be tearing down (passt, sockets): let it finish.
     await reapVmm(st, 5000);
-    reapPasst(st);
+    await reapPasst(st, 2000);
     fs.rmSync(st.husk.socketDir, { recursive: true, force: true });
     const dir = containerDir(root, id);
     await runPoststop(dir, { ...publicState(st), status: 'stopped' });

@@ -15,7 +15,7 @@
 //    take them away from the host's own services).
 // A namespace with no usable interface (podman's --network none) gives the
 // guest no network device at all: only lo, as with runc.
-import { execFileSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import type { Spec } from '../oci/spec.js';
@@ -61,29 +61,37 @@ export function networkNamespace(spec: Spec): NsChoice {
 }
 
 /** Runs `ip -j ARGS` in the namespace (husk's own when path is undefined). */
-function ipJson(netnsPath: string | undefined, args: string[]): unknown[] {
+function ipJson(netnsPath: string | undefined, args: string[]): Promise<unknown[]> {
   const [cmd, argv] = netnsPath
     ? ['nsenter', [`--net=${netnsPath}`, '--', 'ip', '-j', ...args]]
     : ['ip', ['-j', ...args]];
-  let out: string;
-  try {
-    out = execFileSync(cmd, argv, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 10_000 });
-  } catch (err) {
-    const e = err as { stderr?: string; message: string };
-    throw new NetworkError(`reading the network namespace${netnsPath ? ` ${netnsPath}` : ''}: ${(e.stderr || e.message).trim().split('\n')[0]}`);
-  }
-  const parsed: unknown = out.trim() ? JSON.parse(out) : [];
-  return Array.isArray(parsed) ? parsed : [];
+  return new Promise((resolve, reject) => {
+    execFile(cmd, argv, { encoding: 'utf8', timeout: 10_000 }, (err, out, stderr) => {
+      if (err) {
+        reject(new NetworkError(`reading the network namespace${netnsPath ? ` ${netnsPath}` : ''}: ${(stderr || err.message).trim().split('\n')[0]}`));
+        return;
+      }
+      try {
+        const parsed: unknown = out.trim() ? JSON.parse(out) : [];
+        resolve(Array.isArray(parsed) ? parsed : []);
+      } catch (e) {
+        reject(e);
+      }
+    });
+  });
 }
 
 interface IpLink { ifname?: string; flags?: string[]; mtu?: number; address?: string; link_type?: string; addr_info?: { family?: string; local?: string; prefixlen?: number; scope?: string }[] }
 interface IpRoute { dst?: string; gateway?: string; dev?: string; protocol?: string; type?: string }
 
 /** What `ip` shows of one namespace, reduced to the template interface. */
-export function readNamespace(netnsPath: string | undefined): Omit<NetworkPlan, 'mac' | 'tcpPorts' | 'udpPorts' | 'mtu' | 'netnsPath'> & { mtu: number } | null {
-  const links = ipJson(netnsPath, ['addr', 'show']) as IpLink[];
-  const routes4 = ipJson(netnsPath, ['-4', 'route', 'show', 'table', 'main']) as IpRoute[];
-  const routes6 = ipJson(netnsPath, ['-6', 'route', 'show', 'table', 'main']) as IpRoute[];
+export async function readNamespace(netnsPath: string | undefined): Promise<Omit<NetworkPlan, 'mac' | 'tcpPorts' | 'udpPorts' | 'mtu' | 'netnsPath'> & { mtu: number } | null> {
+  // In parallel: create waits for this before the VM can start.
+  const [links, routes4, routes6] = await Promise.all([
+    ipJson(netnsPath, ['addr', 'show']) as Promise<IpLink[]>,
+    ipJson(netnsPath, ['-4', 'route', 'show', 'table', 'main']) as Promise<IpRoute[]>,
+    ipJson(netnsPath, ['-6', 'route', 'show', 'table', 'main']) as Promise<IpRoute[]>,
+  ]);
   return templateFrom(links, routes4, routes6);
 }
 
@@ -172,12 +180,12 @@ export function nofileHardLimit(): number {
 }
 
 /** The guest's network, or null when it gets only lo. */
-export function planNetwork(spec: Spec, id: string): NetworkPlan | null {
+export async function planNetwork(spec: Spec, id: string): Promise<NetworkPlan | null> {
   const ns = networkNamespace(spec);
   if (ns.kind === 'new') return null;
   const netnsPath = ns.kind === 'path' ? ns.path : undefined;
   if (netnsPath && !fs.existsSync(netnsPath)) throw new NetworkError(`network namespace ${netnsPath} does not exist`);
-  const t = readNamespace(netnsPath);
+  const t = await readNamespace(netnsPath);
   if (!t) return null;
   const families = new Set(t.addresses.map((a) => a.family)).size;
   const ports = forwardedPorts(spec.annotations, !netnsPath, (nofileHardLimit() - FD_HEADROOM) / families);

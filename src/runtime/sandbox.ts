@@ -78,7 +78,7 @@ export class Sandbox {
     let guestNet: GuestNet | undefined;
     try {
       if (plan) {
-        guestNet = GuestNet.start(bundle.spec, opts.stateDir, log, (m) => opts.onNetworkLost?.(m)) ?? undefined;
+        guestNet = await GuestNet.start(bundle.spec, opts.stateDir, log, (m) => opts.onNetworkLost?.(m)) ?? undefined;
         if (guestNet) devices.push(guestNet.device);
       }
       const agentReady = AgentConnection.accept(agentServer, Number(process.env.HUSK_BOOT_TIMEOUT_MS ?? 120_000));
@@ -119,13 +119,19 @@ export class Sandbox {
     }
   }
 
-  /** Powers the guest off (graceMs for it to go quietly), then stops everything and removes the sockets. */
-  stop(graceMs = 3000): Promise<void> {
+  /**
+   * Powers the guest off (graceMs for it to go quietly), then stops everything and removes the sockets.
+   * `waitNetwork` false: passt is signalled but not waited for (the detached VMM exits with the
+   * container's status sooner; `delete` makes sure passt is gone).
+   */
+  stop(graceMs = 3000, waitNetwork = true): Promise<void> {
     this.stopped ??= (async () => {
       try { this.agent.poweroff(); } catch { /* agent gone */ }
-      this.net?.passt.expectExit();
+      // passt closes one socket per forwarded port on its way out (tens of ms): let that
+      // overlap the guest's power-off, the container no longer needs its network.
+      const netStopped = this.net?.stop();
       await this.vm.stop(graceMs);
-      await this.net?.stop();
+      if (waitNetwork) await netStopped;
       this.agent.close();
       this.agentServer.close();
       fs.rmSync(this.opts.socketDir, { recursive: true, force: true });

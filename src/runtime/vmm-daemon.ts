@@ -131,7 +131,8 @@ export async function vmmDaemon(o: DaemonOptions): Promise<number> {
     // The terminal closes with this process, as a runc container's pty closes
     // with its process: closing it earlier lets podman see the end of the
     // output while the pid it watches still runs (and miss the exit code).
-    await sandbox?.stop(2000);
+    // The pid file's process must end as soon as the container has: delete reaps passt.
+    await sandbox?.stop(2000, false);
     terminal?.close();
     fs.rmSync(state.husk.socketDir, { recursive: true, force: true });
   }

@@ -1,7 +1,26 @@
 // The one place that loads libc through koffi. Other src/sys modules declare
 // the functions they need against `libc` and turn failures into SysError.
-import koffi from 'koffi';
+import type koffiModule from 'koffi';
+import { createRequire } from 'node:module';
 import os from 'node:os';
+
+const require = createRequire(import.meta.url);
+
+/**
+ * koffi's native module. Its entry point also loads https and zlib for its
+ * installer's tools (10-25 ms in every husk process and device worker, all
+ * on the paths clients time); the prebuilt module for this platform is
+ * loaded directly when it is there and matches, through the entry point otherwise.
+ */
+function loadKoffi(): typeof koffiModule {
+  try {
+    const native = require(`koffi/build/koffi/${process.platform}_${process.arch}/koffi.node`) as typeof koffiModule & { version?: string };
+    if (native.version === (require('koffi/package.json') as { version: string }).version) return native;
+  } catch { /* another layout or libc: let koffi find its module */ }
+  return require('koffi') as typeof koffiModule;
+}
+
+const koffi = loadKoffi();
 
 export const libc = koffi.load('libc.so.6');
 

@@ -5,6 +5,7 @@ import { DeviceHost } from './vhost-user/device-host.js';
 import { startQemu } from './engines/tcg/qemu.js';
 import { KvmMachine } from './engines/kvm/machine.js';
 import { selectEngine } from './engines/select.js';
+import { releasePrestartedWorkers } from './vhost-user/worker-pool.js';
 import { deviceSocketPath, type EngineExit, type MachineConfig, type RunningEngine } from './engine.js';
 
 export class Vm {
@@ -32,6 +33,7 @@ export class Vm {
       config.devices.forEach((spec, i) => {
         devices.push(new DeviceHost(spec, kvm ? kvm.transport(i) : deviceSocketPath(config.stateDir, i, spec.kind), log));
       });
+      releasePrestartedWorkers();
       const engine = kvm
         ? kvm.start(Promise.all(devices.map((d) => d.closed)))
         : startQemu(config, devices.map((d) => d.socketPath));

@@ -2,19 +2,13 @@
 // socket (so QEMU can connect as soon as it starts), runs the device in a
 // worker thread, and relays its log and statistics.
 import { Worker, MessageChannel, receiveMessageOnPort } from 'node:worker_threads';
-import path from 'node:path';
-import { projectRoot } from '../assets.js';
+import { takePrestartedWorker, workerScript } from './worker-pool.js';
 import { listenUnix } from '../../sys/unix-socket.js';
 import { closeFd, eventfd, eventfdSignal } from '../../sys/io.js';
 import type { DeviceSpec } from '../devices/factory.js';
 import type { MainToWorker, WorkerToMain } from './device-worker.js';
 import type { MmioWorkerTransport } from '../virtio/mmio-backend.js';
 
-/** The compiled worker script (tests that load this module from src/ still run the built worker). */
-function workerScript(): URL | string {
-  if (import.meta.url.endsWith('.js')) return new URL('./device-worker.js', import.meta.url);
-  return path.join(projectRoot(), 'dist/src/vmm/vhost-user/device-worker.js');
-}
 
 export class DeviceHost {
   /** the vhost-user socket ('' for a virtio-mmio device of the kvm engine) */
@@ -40,12 +34,10 @@ export class DeviceHost {
     this.port = port1;
     const closed = Promise.withResolvers<Record<string, number>>();
     this.closed = closed.promise;
-    this.worker = new Worker(workerScript(), {
-      workerData: { spec, listenFd, mmio, controlFd: this.controlFd, port: port2 },
-      transferList: [port2],
-      stdout: false,
-      stderr: false,
-    });
+    const data = { spec, listenFd, mmio, controlFd: this.controlFd, port: port2 };
+    const started = takePrestartedWorker(spec.kind);
+    if (started) started.postMessage(data, [port2]);
+    this.worker = started ?? new Worker(workerScript(), { workerData: data, transferList: [port2], stdout: false, stderr: false });
     const onMessage = (m: WorkerToMain) => {
       if (m.type === 'log') log(`${spec.kind}: ${m.msg}`);
       else if (m.type === 'stats') {

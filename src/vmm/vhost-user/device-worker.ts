@@ -5,7 +5,7 @@ import { parentPort, workerData, receiveMessageOnPort, type MessagePort } from '
 import { Poller, EPOLLIN, closeFd, eventfdDrain } from '../../sys/io.js';
 import { acceptUnix } from '../../sys/unix-socket.js';
 import { VhostUserBackend } from './backend.js';
-import { createDevice, type DeviceSpec } from '../devices/factory.js';
+import { createDevice, loadDeviceCode, type DeviceSpec } from '../devices/factory.js';
 import { MmioBackend, type MmioWorkerTransport } from '../virtio/mmio-backend.js';
 
 export interface DeviceWorkerData {
@@ -24,13 +24,20 @@ export type WorkerToMain =
   | { type: 'closed'; stats: Record<string, number> };
 export type MainToWorker = { type: 'stats' } | { type: 'stop' };
 
-const data = workerData as DeviceWorkerData;
+// A prestarted worker (worker-pool.ts) loads its device's code, then gets its device from DeviceHost.
+const prestart = (workerData as { prestart?: DeviceSpec['kind'] } | undefined)?.prestart;
+const data: DeviceWorkerData = prestart
+  ? (await Promise.all([
+    new Promise<DeviceWorkerData>((resolve) => parentPort!.once('message', resolve)),
+    loadDeviceCode(prestart),
+  ]))[0]
+  : workerData as DeviceWorkerData;
 const port = data.port;
 const post = (m: WorkerToMain) => port.postMessage(m);
 const log = (msg: string) => post({ type: 'log', msg });
 
 const poller = new Poller();
-const device = createDevice(data.spec);
+const device = await createDevice(data.spec);
 let running = true;
 let backend: VhostUserBackend | MmioBackend | undefined;
 let listening = !data.mmio;
