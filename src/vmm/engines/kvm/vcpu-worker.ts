@@ -5,8 +5,7 @@ import fs from 'node:fs';
 import { VcpuLoop, CTL, describeExit, type StopReason } from './vcpu.js';
 import { Uart } from './uart.js';
 import { CmosRtc } from './cmos-rtc.js';
-import { MmioRegisters, MmioState } from '../../virtio/mmio.js';
-import { waitResetAck } from '../../virtio/mmio-backend.js';
+import { MmioRegisters, MmioState, waitResetAck } from '../../virtio/mmio.js';
 import { eventfdSignal, mmapShared, type Mapping } from '../../../sys/io.js';
 import { irqLine, EXIT, getRegs, RUN } from '../../../sys/kvm.js';
 import { gettid, installKickHandler } from '../../../sys/thread-signal.js';
@@ -28,8 +27,8 @@ export interface VcpuWorkerData {
 }
 
 export type VcpuToMain =
-  /** right before the first KVM_RUN: wall clock (ms since the epoch) and the process's CPU time so far (µs) */
-  | { type: 'running'; tid: number; wallMs: number; cpuUs: number }
+  /** right before the first KVM_RUN: wall clock (ms since the epoch), the process's and this thread's CPU time so far (µs) */
+  | { type: 'running'; tid: number; wallMs: number; cpuUs: number; threadCpuUs: number }
   | { type: 'log'; msg: string }
   | { type: 'exit'; reason: StopReason; exits: number };
 
@@ -97,7 +96,8 @@ const loop = new VcpuLoop(d.vcpuFd, d.runSize, ctl, {
 
 Atomics.store(ctl, CTL.tids + d.index, gettid());
 const cpu = process.cpuUsage();
-post({ type: 'running', tid: gettid(), wallMs: performance.timeOrigin + performance.now(), cpuUs: cpu.user + cpu.system });
+const own = process.threadCpuUsage();
+post({ type: 'running', tid: gettid(), wallMs: performance.timeOrigin + performance.now(), cpuUs: cpu.user + cpu.system, threadCpuUs: own.user + own.system });
 let reason: StopReason;
 try {
   reason = loop.loop();
