@@ -20,7 +20,7 @@ import { kickThread } from '../../../sys/thread-signal.js';
 import { LAYOUT, DEVICE_IRQS, mmioAddress } from './layout.js';
 import { entryRegs, initrdAddress, loadVmlinuxFile, longModeSregs, writeBootParams, writeGdt, writePageTables } from './boot.js';
 import { writeMpTable } from './mptable.js';
-import { isPvmHost, pvmCmdline } from './pvm-quirks.js';
+import { isPvmHost, pvmCmdline, pvmCpuid } from './pvm-quirks.js';
 import { CTL, CTL_BYTES, vcpuMmapSize, type StopReason } from './vcpu.js';
 import { UART_STATE_BYTES } from './uart.js';
 import type { VcpuToMain, VcpuWorkerData } from './vcpu-worker.js';
@@ -142,7 +142,8 @@ export class KvmMachine {
       mark('devices');
 
       // vCPUs
-      const cpuid = getSupportedCpuid(this.kvmFd);
+      const supported = getSupportedCpuid(this.kvmFd);
+      const cpuid = this.pvm ? pvmCpuid(supported) : supported;
       for (let i = 0; i < config.vcpus; i++) {
         const fd = ioctlInt(this.vmFd, KVM.CREATE_VCPU, i, 'KVM_CREATE_VCPU'); fds.push(fd);
         this.vcpuFds.push(fd);
