@@ -37,8 +37,8 @@ export class Vm {
     const choice = selectEngine({ force: config.engine, annotations: config.annotations });
     log(`engine ${choice.engine}: ${choice.reason}`);
     let kvm: KvmMachine | undefined;
+    let engine: RunningEngine | undefined;
     try {
-      let engine: RunningEngine;
       if (choice.engine === 'kvm') {
         const machine = kvm = new KvmMachine(config, log);
         // vCPUs first; the device worker starts once vCPU 0 runs (see DeviceHostOptions.startWhen).
@@ -55,17 +55,22 @@ export class Vm {
         });
         engine = startQemu(config, hosts.map((h) => h.devices[0]!.socketPath));
       }
-      const vm = new Vm(config, engine, hosts, log, kvm);
-      engine.exited.then((e) => {
-        log(`engine ${engine.name} exited (${e.signal ?? e.code})`);
+      const running = engine;
+      const vm = new Vm(config, running, hosts, log, kvm);
+      running.exited.then((e) => {
+        log(`engine ${running.name} exited (${e.signal ?? e.code})`);
         // With the frontend gone, the device workers end on their own; make sure.
         hosts.forEach((h) => void h.stop());
       });
       return vm;
     } catch (err) {
       hosts.forEach((h) => void h.stop());
-      const machine = kvm;
-      if (machine) void Promise.all(hosts.map((h) => h.closed)).then(() => machine.release());
+      // A started kvm engine releases KVM itself once its vCPUs and the device hosts are gone.
+      if (engine) engine.kill('SIGKILL');
+      else if (kvm) {
+        const machine = kvm;
+        void Promise.all(hosts.map((h) => h.closed)).then(() => machine.release());
+      }
       throw err;
     }
   }
