@@ -3,9 +3,10 @@
 //    KVM_RUN of the kvm engine booting the project's kernel (Vm.start, as
 //    husk does it), with its parts (Node's own start, module loading, the
 //    machine set-up steps, the vCPU thread, other threads); medians of
-//    several fresh processes (bench/kvm-setup.ts). Also reported: the CPU
-//    when the device worker is up (it starts after the first KVM_RUN) and
-//    an empty worker thread's CPU, the floor every thread costs in Node.
+//    several fresh processes (bench/kvm-setup.ts). Also reported: the
+//    device worker's own CPU until its devices are up (it starts after the
+//    first KVM_RUN) and an empty worker thread's CPU, the floor every
+//    thread costs in Node.
 //  - exitCost: ns per VM exit of the TypeScript vCPU loop (the engine's
 //    VcpuLoop) against a minimal C loop, same tiny guest (port I/O in a
 //    loop), measured alternately in the same run.
@@ -23,13 +24,14 @@ import { closeFd, memfdCreate } from '../src/sys/io.js';
 
 type Tree = { [k: string]: number | Tree | null };
 
-/** Field-wise median of several runs' JSON (same shape), rounded. */
+/** Field-wise median of several runs' JSON (same shape; a null is a run without that number), rounded. */
 function medianTree(runs: Tree[]): Tree {
   const out: Tree = {};
-  for (const [k, v] of Object.entries(runs[0]!)) {
-    if (typeof v === 'number') out[k] = round(median(runs.map((r) => r[k] as number)));
-    else if (v === null || runs.some((r) => r[k] === null)) out[k] = null;
-    else out[k] = medianTree(runs.map((r) => r[k] as Tree));
+  for (const k of Object.keys(runs[0]!)) {
+    const vs = runs.map((r) => r[k]);
+    const nums = vs.filter((v): v is number => typeof v === 'number');
+    const trees = vs.filter((v): v is Tree => typeof v === 'object' && v !== null);
+    out[k] = nums.length ? round(median(nums)) : trees.length ? medianTree(trees) : null;
   }
   return out;
 }
