@@ -1,6 +1,6 @@
 // The kvm engine's boot layout against the Linux x86 boot protocol
 // (Documentation/arch/x86/boot.rst, zero-page.rst) and the MP spec 1.4:
-// pure functions over a byte array, no /dev/kvm needed.
+// pure functions over a byte array (and a memfd), no /dev/kvm needed.
 import { describe, expect, it } from 'vitest';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -12,6 +12,8 @@ import { LAYOUT } from '../../src/vmm/engines/kvm/layout.js';
 import { buildMpTable } from '../../src/vmm/engines/kvm/mptable.js';
 import { readGuestVirtual, pvmCmdline, pvmCpuid } from '../../src/vmm/engines/kvm/pvm-quirks.js';
 import { vcpuCpuid } from '../../src/vmm/engines/kvm/machine.js';
+import { closeFd, copyFdRange, memfdCreate } from '../../src/sys/io.js';
+import { mapFd } from '../../src/sys/kvm.js';
 
 const MEM = 64 << 20;
 const dv = (b: Uint8Array) => new DataView(b.buffer, b.byteOffset, b.byteLength);
@@ -164,6 +166,16 @@ describe('vmlinux loading', () => {
     const mem2 = new Uint8Array(128 << 20);
     expect(loadVmlinuxFile(vmlinux, mem2)).toEqual(k);
     expect(Buffer.compare(mem.subarray(k.start, k.end), mem2.subarray(k.start, k.end))).toBe(0);
+    // and as the engine does it: each segment copied by the kernel (sendfile) into the guest's memfd
+    const memFd = memfdCreate('husk-boot-test', 128 << 20);
+    const guest = mapFd(memFd, 128 << 20);
+    try {
+      expect(loadVmlinuxFile(vmlinux, guest.bytes, (fd, off, gpa, len) => copyFdRange(fd, off, memFd, gpa, len))).toEqual(k);
+      expect(Buffer.compare(mem.subarray(k.start, k.end), guest.bytes.subarray(k.start, k.end))).toBe(0);
+    } finally {
+      guest.unmap();
+      closeFd(memFd);
+    }
   });
 });
 
