@@ -11,6 +11,7 @@ import { acceptUnix } from '../../sys/unix-socket.js';
 import { VhostUserBackend } from './backend.js';
 import { createDevice, type DeviceSpec } from '../devices/factory.js';
 import { MmioBackend, type MmioWorkerTransport } from '../virtio/mmio-backend.js';
+import { threadCpuUs } from '../../sys/cpu-clock.js';
 
 export interface HostedDevice {
   spec: DeviceSpec;
@@ -75,8 +76,7 @@ poller.add(data.controlFd, EPOLLIN, () => {
   }
 });
 
-const cpu = process.threadCpuUsage();
-post({ type: 'ready', threadCpuUs: cpu.user + cpu.system });
+post({ type: 'ready', threadCpuUs: threadCpuUs() });
 
 try {
   while (running) poller.poll(-1);

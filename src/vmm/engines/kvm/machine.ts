@@ -17,6 +17,7 @@ import {
   type AddrMapping, type CpuidEntry,
 } from '../../../sys/kvm.js';
 import { kickThread } from '../../../sys/thread-signal.js';
+import { threadCpuUs } from '../../../sys/cpu-clock.js';
 import { LAYOUT, DEVICE_IRQS, mmioAddress } from './layout.js';
 import { entryRegs, initrdAddress, loadVmlinuxFile, longModeSregs, writeBootParams, writeGdt, writePageTables } from './boot.js';
 import { writeMpTable } from './mptable.js';
@@ -66,11 +67,6 @@ export function vcpuCpuid(supported: CpuidEntry[], index: number, count: number)
     }
     return c;
   });
-}
-
-function threadCpuUs(): number {
-  const c = process.threadCpuUsage();
-  return c.user + c.system;
 }
 
 export class KvmMachine {

@@ -9,6 +9,7 @@ import { MmioRegisters, MmioState, waitResetAck } from '../../virtio/mmio.js';
 import { eventfdSignal, mmapShared, type Mapping } from '../../../sys/io.js';
 import { irqLine, EXIT, getRegs, RUN } from '../../../sys/kvm.js';
 import { gettid, installKickHandler } from '../../../sys/thread-signal.js';
+import { processCpuUs, threadCpuUs } from '../../../sys/cpu-clock.js';
 import { handleInt3 } from './pvm-quirks.js';
 import { LAYOUT, UART_IRQ, UART_PORT } from './layout.js';
 
@@ -95,9 +96,7 @@ const loop = new VcpuLoop(d.vcpuFd, d.runSize, ctl, {
 });
 
 Atomics.store(ctl, CTL.tids + d.index, gettid());
-const cpu = process.cpuUsage();
-const own = process.threadCpuUsage();
-post({ type: 'running', tid: gettid(), wallMs: performance.timeOrigin + performance.now(), cpuUs: cpu.user + cpu.system, threadCpuUs: own.user + own.system });
+post({ type: 'running', tid: gettid(), wallMs: performance.timeOrigin + performance.now(), cpuUs: processCpuUs(), threadCpuUs: threadCpuUs() });
 let reason: StopReason;
 try {
   reason = loop.loop();
