@@ -1,50 +1,51 @@
 // bench/kvm: JSON with
-//  - setup: host-side time from process start to vCPU 0's first KVM_RUN of
-//    the kvm engine booting the project's kernel (wall and CPU, plus the CPU
-//    of the engine's own setup: from the start call to that KVM_RUN);
+//  - setup: CPU time of the husk process from its start to vCPU 0's first
+//    KVM_RUN of the kvm engine booting the project's kernel (Vm.start, as
+//    husk does it), with its parts (Node's own start, module loading, the
+//    machine set-up steps, the vCPU thread, other threads); medians of
+//    several fresh processes (bench/kvm-setup.ts). Also reported: the
+//    device worker's own CPU until its devices are up (it starts after the
+//    first KVM_RUN) and an empty worker thread's CPU, the floor every
+//    thread costs in Node.
 //  - exitCost: ns per VM exit of the TypeScript vCPU loop (the engine's
 //    VcpuLoop) against a minimal C loop, same tiny guest (port I/O in a
 //    loop), measured alternately in the same run.
 // Numbers only, never assertions. Needs /dev/kvm and cc.
-// Run: .tools/node/bin/node dist/bench/kvm.js [exits]
+// Run: .tools/node/bin/node dist/bench/kvm.js [exits] [setup runs]
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { median, printJson, round } from './lib.js';
-import { projectRoot, guestAssets } from '../src/vmm/assets.js';
-import { KvmMachine } from '../src/vmm/engines/kvm/machine.js';
-import { DeviceHost } from '../src/vmm/vhost-user/device-host.js';
-import type { MachineConfig } from '../src/vmm/engine.js';
+import { projectRoot } from '../src/vmm/assets.js';
 import { VcpuLoop, CTL_BYTES, vcpuMmapSize } from '../src/vmm/engines/kvm/vcpu.js';
 import { KVM, getSregs, ioctlInt, mapFd, openKvm, setRegs, setSregs, setUserMemoryRegion } from '../src/sys/kvm.js';
 import { closeFd, memfdCreate } from '../src/sys/io.js';
 
-async function setup() {
-  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'husk-bench-kvm-'));
-  const rootfs = path.join(tmp, 'rootfs');
-  fs.mkdirSync(rootfs);
-  const cpu0 = process.cpuUsage();
-  const t0 = performance.now();
-  const config: MachineConfig = {
-    stateDir: tmp, kernel: guestAssets().kernel, initrd: '', vcpus: 1, memoryMiB: 256,
-    cmdline: 'console=ttyS0 quiet', consoleLog: path.join(tmp, 'console.log'),
-    devices: [{ kind: 'fs', tag: 'rootfs', root: rootfs, readonly: true }, { kind: 'vsock', guestCid: 3, udsPath: path.join(tmp, 'v.sock') }],
-  };
-  const first = Promise.withResolvers<{ wallMs: number; cpuUs: number }>();
-  const machine = new KvmMachine(config, (m) => { if (process.env.BENCH_DEBUG) console.error(m); }, { onFirstRun: (at) => first.resolve(at) });
-  const devices = config.devices.map((spec, i) => new DeviceHost(spec, machine.transport(i), () => {}));
-  const engine = machine.start(Promise.all(devices.map((d) => d.closed)));
-  const at = await first.promise;
-  engine.kill('SIGKILL');
-  await engine.exited;
-  await Promise.all(devices.map((d) => d.stop()));
-  fs.rmSync(tmp, { recursive: true, force: true });
+type Tree = { [k: string]: number | Tree | null };
+
+/** Field-wise median of several runs' JSON (same shape; a null is a run without that number), rounded. */
+function medianTree(runs: Tree[]): Tree {
+  const out: Tree = {};
+  for (const k of Object.keys(runs[0]!)) {
+    const vs = runs.map((r) => r[k]);
+    const nums = vs.filter((v): v is number => typeof v === 'number');
+    const trees = vs.filter((v): v is Tree => typeof v === 'object' && v !== null);
+    out[k] = nums.length ? round(median(nums)) : trees.length ? medianTree(trees) : null;
+  }
+  return out;
+}
+
+function setup(runs: number) {
+  const script = path.join(projectRoot(), 'dist/bench/kvm-setup.js');
+  const results: Tree[] = [];
+  for (let i = 0; i < runs; i++) {
+    results.push(JSON.parse(execFileSync(process.execPath, [script], { encoding: 'utf8', env: { ...process.env } })) as Tree);
+  }
   return {
-    wallMsFromProcessStart: round(at.wallMs - performance.timeOrigin),
-    cpuMsFromProcessStart: round(at.cpuUs / 1000),
-    engineSetupWallMs: round(at.wallMs - performance.timeOrigin - t0),
-    engineSetupCpuMs: round((at.cpuUs - cpu0.user - cpu0.system) / 1000),
+    runs,
+    ...medianTree(results),
+    cpuMsToFirstRunRuns: results.map((r) => round(r.cpuMsToFirstRun as number)),
   };
 }
 
@@ -92,11 +93,10 @@ function buildC(): string {
   return out;
 }
 
-async function main() {
-  // device workers are unref'd (the engine keeps husk alive in production): hold the loop here
-  const keepAlive = setInterval(() => {}, 1000);
+function main() {
   const exits = Number(process.argv[2] ?? 20000);
-  const setupResult = await setup();
+  const setupRuns = Number(process.argv[3] ?? 7);
+  const setupResult = setup(setupRuns);
   const cBin = buildC();
   const guest = tsLoopGuest();
   guest.run(Math.ceil(exits / 10)); // warm-up (JIT)
@@ -107,7 +107,6 @@ async function main() {
     ts.push(guest.run(exits));
   }
   guest.close();
-  clearInterval(keepAlive);
   const cMed = median(c), tsMed = median(ts);
   printJson({
     host: { kvm: fs.existsSync('/sys/module/kvm_pvm') ? 'pvm' : 'kvm', cpus: os.cpus().length, node: process.version },
@@ -125,4 +124,4 @@ async function main() {
   });
 }
 
-await main();
+main();

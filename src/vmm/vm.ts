@@ -1,4 +1,4 @@
-// A running microVM: husk's device backends (one worker each) plus the
+// A running microVM: husk's device backends (in device worker threads) plus the
 // engine that runs the CPU. Stopping it leaves no process or socket behind.
 import fs from 'node:fs';
 import { DeviceHost } from './vhost-user/device-host.js';
@@ -8,54 +8,85 @@ import { selectEngine } from './engines/select.js';
 import { releasePrestartedWorkers } from './vhost-user/worker-pool.js';
 import { deviceSocketPath, type EngineExit, type MachineConfig, type RunningEngine } from './engine.js';
 
+/** Optional observers (benchmarks). */
+export interface VmHooks {
+  /** every device backend is up; CPU time of their worker thread so far (µs) */
+  onDevicesReady?: (threadCpuUs: number) => void;
+}
+
 export class Vm {
   readonly config: MachineConfig;
   readonly engine: RunningEngine;
-  readonly devices: DeviceHost[];
+  /** the device workers: kvm hosts all devices in one, tcg one per device (each serves its own QEMU connection) */
+  readonly hosts: DeviceHost[];
+  /** set with the kvm engine (its first-KVM_RUN record and set-up timings) */
+  readonly kvm?: KvmMachine;
   private stopping?: Promise<EngineExit>;
   private readonly log: (msg: string) => void;
 
-  private constructor(config: MachineConfig, engine: RunningEngine, devices: DeviceHost[], log: (msg: string) => void) {
+  private constructor(config: MachineConfig, engine: RunningEngine, hosts: DeviceHost[], log: (msg: string) => void, kvm?: KvmMachine) {
     this.config = config;
     this.log = log;
     this.engine = engine;
-    this.devices = devices;
+    this.hosts = hosts;
+    this.kvm = kvm;
   }
 
   /** Starts the device backends and the engine (kvm: husk runs the vCPUs; tcg: QEMU does). */
-  static start(config: MachineConfig, log: (msg: string) => void): Vm {
-    const devices: DeviceHost[] = [];
+  static start(config: MachineConfig, log: (msg: string) => void, hooks: VmHooks = {}): Vm {
+    const hosts: DeviceHost[] = [];
     const choice = selectEngine({ force: config.engine, annotations: config.annotations });
     log(`engine ${choice.engine}: ${choice.reason}`);
     let kvm: KvmMachine | undefined;
+    let engine: RunningEngine | undefined;
     try {
-      if (choice.engine === 'kvm') kvm = new KvmMachine(config, log);
-      config.devices.forEach((spec, i) => {
-        devices.push(new DeviceHost(spec, kvm ? kvm.transport(i) : deviceSocketPath(config.stateDir, i, spec.kind), log));
-      });
-      releasePrestartedWorkers();
-      const engine = kvm
-        ? kvm.start(Promise.all(devices.map((d) => d.closed)))
-        : startQemu(config, devices.map((d) => d.socketPath));
-      const vm = new Vm(config, engine, devices, log);
-      engine.exited.then((e) => {
-        log(`engine ${engine.name} exited (${e.signal ?? e.code})`);
+      if (choice.engine === 'kvm') {
+        const machine = kvm = new KvmMachine(config, log);
+        // vCPUs first; the device worker starts once vCPU 0 runs (see DeviceHostOptions.startWhen).
+        engine = machine.start(() => Promise.all(hosts.map((h) => h.closed)));
+        hosts.push(new DeviceHost(config.devices.map((spec, i) => ({ spec, transport: machine.transport(i) })), log, {
+          startWhen: machine.firstRun.then((r) => r !== undefined),
+          onReady: hooks.onDevicesReady,
+        }));
+      } else {
+        let ready = 0;
+        const onReady = hooks.onDevicesReady && ((us: number) => { if (++ready === config.devices.length) hooks.onDevicesReady!(us); });
+        config.devices.forEach((spec, i) => {
+          hosts.push(new DeviceHost([{ spec, transport: deviceSocketPath(config.stateDir, i, spec.kind) }], log, { onReady }));
+        });
+        engine = startQemu(config, hosts.map((h) => h.devices[0]!.socketPath));
+      }
+      releasePrestartedWorkers(); // guessed for devices this VM does not have
+      const running = engine;
+      const vm = new Vm(config, running, hosts, log, kvm);
+      running.exited.then((e) => {
+        log(`engine ${running.name} exited (${e.signal ?? e.code})`);
         // With the frontend gone, the device workers end on their own; make sure.
-        devices.forEach((d) => void d.stop());
+        hosts.forEach((h) => void h.stop());
       });
       return vm;
     } catch (err) {
-      devices.forEach((d) => void d.stop());
-      const machine = kvm;
-      if (machine) void Promise.all(devices.map((d) => d.closed)).then(() => machine.release());
+      hosts.forEach((h) => void h.stop());
+      // A started kvm engine releases KVM itself once its vCPUs and the device hosts are gone.
+      if (engine) engine.kill('SIGKILL');
+      else if (kvm) {
+        const machine = kvm;
+        void Promise.all(hosts.map((h) => h.closed)).then(() => machine.release());
+      }
       throw err;
     }
   }
 
+  /** Every device with its host, in config order. */
+  private devices(): { kind: string; socketPath: string }[] {
+    return this.hosts.flatMap((h) => h.devices.map((d) => ({ kind: d.spec.kind, socketPath: d.socketPath })));
+  }
+
   /** Device-side records (e.g. FUSE opcodes served), by device kind and index. */
   async deviceStats(): Promise<Record<string, Record<string, number>>> {
+    const stats = (await Promise.all(this.hosts.map((h) => h.stats()))).flat();
     const out: Record<string, Record<string, number>> = {};
-    await Promise.all(this.devices.map(async (d, i) => { out[`${d.spec.kind}${i}`] = await d.stats(); }));
+    this.devices().forEach((d, i) => { out[`${d.kind}${i}`] = stats[i] ?? {}; });
     return out;
   }
 
@@ -66,9 +97,10 @@ export class Vm {
       if (graceMs === 0) this.engine.kill('SIGKILL');
       const exit = await this.engine.exited;
       clearTimeout(timer);
-      const stats = await Promise.all(this.devices.map((d) => d.stop()));
-      for (const d of this.devices) if (d.socketPath) fs.rmSync(d.socketPath, { force: true });
-      this.devices.forEach((d, i) => this.log(`device ${d.spec.kind}${i} served ${JSON.stringify(stats[i])}`));
+      const stats = (await Promise.all(this.hosts.map((h) => h.stop()))).flat();
+      const devices = this.devices();
+      for (const d of devices) if (d.socketPath) fs.rmSync(d.socketPath, { force: true });
+      devices.forEach((d, i) => this.log(`device ${d.kind}${i} served ${JSON.stringify(stats[i])}`));
       return exit;
     })();
     return this.stopping;

@@ -1,5 +1,5 @@
 // The kvm engine for real, on this machine's /dev/kvm: husk is the VMM
-// (KVM ioctls through koffi, vCPU worker threads, virtio-mmio registers in
+// (KVM ioctls through koffi, two vCPU worker threads, virtio-mmio registers in
 // TypeScript, ioeventfd kicks and irqfd interrupts) and the unchanged
 // virtio-fs and vsock backends run in their device workers. The project's
 // kernel boots, probes both virtio-mmio devices, mounts husk's virtio-fs as
@@ -41,8 +41,8 @@ describe.skipIf(!hasKvm)('kvm engine boot on /dev/kvm', () => {
       kernel: guestAssets().kernel,
       initrd: '',
       cmdline: 'console=ttyS0 loglevel=7 reboot=t panic=-1 root=rootfs rootfstype=virtiofs init=/init',
-      // 1 vCPU: on PVM the second vCPU never comes out of INIT/SIPI (real-mode AP start-up); see the report
-      vcpus: Number(process.env.HUSK_KVM_VCPUS ?? 1),
+      // SMP: the AP comes up through INIT/SIPI (its real-mode trampoline runs, on PVM too)
+      vcpus: 2,
       memoryMiB: 256,
       consoleLog,
       engine: 'kvm',
@@ -78,6 +78,7 @@ describe.skipIf(!hasKvm)('kvm engine boot on /dev/kvm', () => {
     expect(logLines.join('\n'), diag).toMatch(/engine kvm: engine kvm requested/);
     expect(logLines.join('\n'), diag).not.toMatch(/vcpu\d error/);
     // the kernel log: both husk devices probed over virtio-mmio, root on virtio-fs, /init started
+    expect(klog, diag).toMatch(/smp: Brought up 1 node, 2 CPUs/);
     expect(klog, diag).toMatch(/virtio-mmio: Registering device virtio-mmio\.0 at 0xd0000000/);
     expect(klog, diag).toMatch(/virtio-mmio: Registering device virtio-mmio\.1 at 0xd0001000/);
     expect(klog, diag).toMatch(/VFS: Mounted root \(virtiofs filesystem\)/);

@@ -1,6 +1,6 @@
 // The kvm engine's boot layout against the Linux x86 boot protocol
 // (Documentation/arch/x86/boot.rst, zero-page.rst) and the MP spec 1.4:
-// pure functions over a byte array, no /dev/kvm needed.
+// pure functions over a byte array (and a memfd), no /dev/kvm needed.
 import { describe, expect, it } from 'vitest';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -10,8 +10,10 @@ import {
 } from '../../src/vmm/engines/kvm/boot.js';
 import { LAYOUT } from '../../src/vmm/engines/kvm/layout.js';
 import { buildMpTable } from '../../src/vmm/engines/kvm/mptable.js';
-import { readGuestVirtual, pvmCmdline } from '../../src/vmm/engines/kvm/pvm-quirks.js';
+import { readGuestVirtual, pvmCmdline, pvmCpuid } from '../../src/vmm/engines/kvm/pvm-quirks.js';
 import { vcpuCpuid } from '../../src/vmm/engines/kvm/machine.js';
+import { closeFd, copyFdRange, memfdCreate } from '../../src/sys/io.js';
+import { mapFd } from '../../src/sys/kvm.js';
 
 const MEM = 64 << 20;
 const dv = (b: Uint8Array) => new DataView(b.buffer, b.byteOffset, b.byteLength);
@@ -164,6 +166,16 @@ describe('vmlinux loading', () => {
     const mem2 = new Uint8Array(128 << 20);
     expect(loadVmlinuxFile(vmlinux, mem2)).toEqual(k);
     expect(Buffer.compare(mem.subarray(k.start, k.end), mem2.subarray(k.start, k.end))).toBe(0);
+    // and as the engine does it: each segment copied by the kernel (sendfile) into the guest's memfd
+    const memFd = memfdCreate('husk-boot-test', 128 << 20);
+    const guest = mapFd(memFd, 128 << 20);
+    try {
+      expect(loadVmlinuxFile(vmlinux, guest.bytes, (fd, off, gpa, len) => copyFdRange(fd, off, memFd, gpa, len))).toEqual(k);
+      expect(Buffer.compare(mem.subarray(k.start, k.end), guest.bytes.subarray(k.start, k.end))).toBe(0);
+    } finally {
+      guest.unmap();
+      closeFd(memFd);
+    }
   });
 });
 
@@ -209,6 +221,22 @@ describe('CPUID per vCPU and PVM quirks', () => {
     expect(c[0]!.ecx >>> 31).toBe(1);
     expect(c[1]!.edx).toBe(1);
     expect(base[0]!.ebx).toBe(0x00010800); // input untouched
+  });
+
+  it('on PVM, hides the KVM paravirtual features a guest uses through hypercalls (SMP: PV IPIs) and nothing else', () => {
+    const kvmFeatures = 0x0100fefb; // what this host's KVM_GET_SUPPORTED_CPUID reports
+    const base = [
+      { function: 1, index: 0, flags: 0, eax: 0x806e9, ebx: 0x00010800, ecx: 0x7ffafbff, edx: 0xbfebfbff },
+      { function: 0x40000000, index: 0, flags: 0, eax: 0x40000001, ebx: 0x4b4d564b, ecx: 0x564b4d56, edx: 0x4d },
+      { function: 0x40000001, index: 0, flags: 0, eax: kvmFeatures, ebx: 0, ecx: 0, edx: 0 },
+    ];
+    const c = pvmCpuid(base);
+    const eax = c[2]!.eax;
+    for (const bit of [7, 9, 11, 13]) expect((eax >>> bit) & 1, `bit ${bit}`).toBe(0);
+    // everything else stays: clocksource bits, async PF, steal time, PV EOI, MSI ext dest id, stable bit
+    expect(eax | (1 << 7) | (1 << 9) | (1 << 11) | (1 << 13)).toBe(kvmFeatures);
+    expect(c.slice(0, 2)).toEqual(base.slice(0, 2));
+    expect(base[2]!.eax).toBe(kvmFeatures); // input untouched
   });
 
   it('PVM command-line workarounds are the ones measured (DESIGN.md §1)', () => {

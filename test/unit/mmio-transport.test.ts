@@ -4,9 +4,9 @@
 // Virtqueues for an unchanged VirtioDevice.
 import { describe, expect, it } from 'vitest';
 import {
-  MMIO_MAGIC, MmioRegisters, MmioState, Reg, Status, TRANSPORT_FEATURES, W,
+  MMIO_MAGIC, MmioRegisters, MmioState, Reg, Status, TRANSPORT_FEATURES, W, waitResetAck,
 } from '../../src/vmm/virtio/mmio.js';
-import { MmioBackend, waitResetAck } from '../../src/vmm/virtio/mmio-backend.js';
+import { MmioBackend } from '../../src/vmm/virtio/mmio-backend.js';
 import { VIRTIO_F_VERSION_1, type DeviceEnv, type VirtioDevice } from '../../src/vmm/virtio/device.js';
 import { Poller, eventfd, eventfdSignal, closeFd, memfdCreate } from '../../src/sys/io.js';
 

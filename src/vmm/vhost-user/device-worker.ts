@@ -1,30 +1,42 @@
-// Worker thread that serves one virtio device over vhost-user. It blocks in
-// epoll_wait on the vhost-user socket, the queues' kick eventfds and the
-// device's own fds; the main thread wakes it through `controlFd`.
+// Worker thread that serves one or more virtio devices, each over
+// vhost-user (tcg: QEMU connects to its socket) or over the kvm engine's
+// in-process virtio-mmio transport. It blocks in epoll_wait on the sockets,
+// the queues' kick eventfds and the devices' own fds; the main thread wakes
+// it through `controlFd`. Every device in one worker shares its thread: a
+// worker costs a V8 isolate (~20 ms of CPU to start), so the kvm engine
+// hosts all its devices in one. A prestarted worker (worker-pool.ts) loads
+// its device's code first and then gets its device from DeviceHost.
 import { parentPort, workerData, receiveMessageOnPort, type MessagePort } from 'node:worker_threads';
 import { Poller, EPOLLIN, closeFd, eventfdDrain } from '../../sys/io.js';
 import { acceptUnix } from '../../sys/unix-socket.js';
 import { VhostUserBackend } from './backend.js';
 import { createDevice, loadDeviceCode, type DeviceSpec } from '../devices/factory.js';
 import { MmioBackend, type MmioWorkerTransport } from '../virtio/mmio-backend.js';
+import { threadCpuUs } from '../../sys/cpu-clock.js';
 
-export interface DeviceWorkerData {
+export interface HostedDevice {
   spec: DeviceSpec;
   /** vhost-user listening socket, or -1 with `mmio` (kvm engine: in-process virtio-mmio) */
   listenFd: number;
   mmio?: MmioWorkerTransport;
+}
+
+export interface DeviceWorkerData {
+  devices: HostedDevice[];
   controlFd: number;
   port: MessagePort;
 }
 
 export type WorkerToMain =
-  | { type: 'log'; msg: string }
-  | { type: 'stats'; stats: Record<string, number> }
-  | { type: 'connected' }
-  | { type: 'closed'; stats: Record<string, number> };
+  /** `device`: index into DeviceWorkerData.devices */
+  | { type: 'log'; device: number; msg: string }
+  | { type: 'stats'; stats: Record<string, number>[] }
+  | { type: 'connected'; device: number }
+  /** every device has published itself (virtio-mmio) or listens (vhost-user); `threadCpuUs`: this thread's CPU so far */
+  | { type: 'ready'; threadCpuUs: number }
+  | { type: 'closed'; stats: Record<string, number>[] };
 export type MainToWorker = { type: 'stats' } | { type: 'stop' };
 
-// A prestarted worker (worker-pool.ts) loads its device's code, then gets its device from DeviceHost.
 const prestart = (workerData as { prestart?: DeviceSpec['kind'] } | undefined)?.prestart;
 const data: DeviceWorkerData = prestart
   ? (await Promise.all([
@@ -34,45 +46,59 @@ const data: DeviceWorkerData = prestart
   : workerData as DeviceWorkerData;
 const port = data.port;
 const post = (m: WorkerToMain) => port.postMessage(m);
-const log = (msg: string) => post({ type: 'log', msg });
 
 const poller = new Poller();
-const device = await createDevice(data.spec);
 let running = true;
-let backend: VhostUserBackend | MmioBackend | undefined;
-let listening = !data.mmio;
+/** vhost-user devices whose frontend has not gone yet: the worker ends when none is left */
+let open = data.devices.length;
 
-if (data.mmio) backend = new MmioBackend(data.mmio, device, poller, log);
-else poller.add(data.listenFd, EPOLLIN, () => {
-  const fd = acceptUnix(data.listenFd);
-  poller.remove(data.listenFd);
-  closeFd(data.listenFd);
-  listening = false;
-  backend = new VhostUserBackend(fd, device, poller, log);
-  backend.onClose = () => { running = false; };
-  post({ type: 'connected' });
+const devices = await Promise.all(data.devices.map((d) => createDevice(d.spec)));
+const hosted = data.devices.map((d, index) => {
+  const log = (msg: string) => post({ type: 'log', device: index, msg });
+  const device = devices[index]!;
+  const h = { device, backend: undefined as VhostUserBackend | MmioBackend | undefined, listening: !d.mmio, listenFd: d.listenFd };
+  if (d.mmio) {
+    h.backend = new MmioBackend(d.mmio, device, poller, log);
+  } else {
+    poller.add(d.listenFd, EPOLLIN, () => {
+      const fd = acceptUnix(d.listenFd);
+      poller.remove(d.listenFd);
+      closeFd(d.listenFd);
+      h.listening = false;
+      const backend = new VhostUserBackend(fd, device, poller, log);
+      backend.onClose = () => { if (--open === 0) running = false; };
+      h.backend = backend;
+      post({ type: 'connected', device: index });
+    });
+  }
+  return h;
 });
+const stats = () => hosted.map((h) => h.device.stats());
 
 poller.add(data.controlFd, EPOLLIN, () => {
   eventfdDrain(data.controlFd);
   for (let m = receiveMessageOnPort(port); m; m = receiveMessageOnPort(port)) {
     const msg = m.message as MainToWorker;
-    if (msg.type === 'stats') post({ type: 'stats', stats: device.stats() });
+    if (msg.type === 'stats') post({ type: 'stats', stats: stats() });
     else if (msg.type === 'stop') running = false;
   }
 });
 
+post({ type: 'ready', threadCpuUs: threadCpuUs() });
+
 try {
   while (running) poller.poll(-1);
 } catch (err) {
-  log(`device worker failed: ${err instanceof Error ? err.stack ?? err.message : String(err)}`);
+  post({ type: 'log', device: -1, msg: `device worker failed: ${err instanceof Error ? err.stack ?? err.message : String(err)}` });
 } finally {
-  backend?.close('device stopped');
-  if (listening) closeFd(data.listenFd);
-  const stats = device.stats();
-  device.close();
+  for (const h of hosted) {
+    h.backend?.close('device stopped');
+    if (h.listening) closeFd(h.listenFd);
+  }
+  const final = stats();
+  hosted.forEach((h) => h.device.close());
   poller.close();
-  post({ type: 'closed', stats });
+  post({ type: 'closed', stats: final });
   port.close();
   parentPort?.close();
 }

@@ -156,16 +156,3 @@ export class MmioBackend {
     this.mapping.unmap();
   }
 }
-
-/** Register side of a reset: waits (bounded) until the device side acknowledged it. */
-export function waitResetAck(state: MmioState, timeoutMs = 2000): boolean {
-  const gen = state.get(W.resetGen);
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const ack = state.get(W.resetAck);
-    if (ack === gen) return true;
-    const left = deadline - Date.now();
-    if (left <= 0) return false;
-    Atomics.wait(state.w, W.resetAck, ack, left);
-  }
-}

@@ -73,8 +73,26 @@ export function loadVmlinux(elf: Uint8Array, mem: Uint8Array): LoadedKernel {
   return placed(entryVirt, segs);
 }
 
-/** Like loadVmlinux, reading each segment from the file straight into guest memory (no copy of the file). */
-export function loadVmlinuxFile(file: string, mem: Uint8Array): LoadedKernel {
+/** Puts `len` bytes of the open file `fd` at `fileOffset` into guest memory at `gpa`. */
+export type SegmentCopy = (fd: number, fileOffset: number, gpa: number, len: number) => void;
+
+/** Reads a segment straight into the guest memory view (no copy of the file). */
+export function readSegmentInto(mem: Uint8Array): SegmentCopy {
+  return (fd, fileOffset, gpa, len) => {
+    for (let done = 0; done < len;) {
+      const n = fs.readSync(fd, mem, gpa + done, len - done, fileOffset + done);
+      if (n <= 0) throw new BootError('short read of the kernel image');
+      done += n;
+    }
+  };
+}
+
+/**
+ * Like loadVmlinux, from the file: only the headers are read here, each
+ * segment goes to guest memory through `copy` (the engine copies inside
+ * the kernel from the file into the guest's memfd).
+ */
+export function loadVmlinuxFile(file: string, mem: Uint8Array, copy: SegmentCopy = readSegmentInto(mem)): LoadedKernel {
   const fd = fs.openSync(file, 'r');
   try {
     const size = fs.fstatSync(fd).size;
@@ -82,12 +100,7 @@ export function loadVmlinuxFile(file: string, mem: Uint8Array): LoadedKernel {
     fs.readSync(fd, head, 0, head.byteLength, 0);
     const { entryVirt, segs } = elfSegments(head, size, mem.byteLength);
     for (const s of segs) {
-      let done = 0;
-      while (done < s.filesz) {
-        const n = fs.readSync(fd, mem, s.paddr + done, s.filesz - done, s.offset + done);
-        if (n <= 0) throw new BootError('short read of the kernel image');
-        done += n;
-      }
+      copy(fd, s.offset, s.paddr, s.filesz);
       mem.fill(0, s.paddr + s.filesz, s.paddr + s.memsz);
     }
     return placed(entryVirt, segs);

@@ -2,7 +2,7 @@
 // (memory from a memfd, in-kernel IRQ chip and PIT, CPUID), loads the
 // kernel, wires each virtio-mmio device (ioeventfd per queue = kick fd,
 // irqfd per device = call fd) and runs one worker thread per vCPU. The
-// device backends run in their usual worker threads (DeviceHost), unchanged.
+// device backends run unchanged in a device worker (DeviceHost, see vm.ts).
 import fs from 'node:fs';
 import path from 'node:path';
 import { Worker } from 'node:worker_threads';
@@ -10,17 +10,18 @@ import { projectRoot } from '../../assets.js';
 import type { EngineExit, MachineConfig, RunningEngine } from '../../engine.js';
 import type { MmioWorkerTransport } from '../../virtio/mmio-backend.js';
 import { MmioState, MMIO_SIZE, Reg, STATE_BYTES } from '../../virtio/mmio.js';
-import { closeFd, eventfd, memfdCreate } from '../../../sys/io.js';
+import { closeFd, copyFdRange, eventfd, memfdCreate } from '../../../sys/io.js';
 import {
   KVM, KVM_CAP, checkExtension, createPit2, getSregs, getSupportedCpuid, ioctlInt, ioeventfd, irqfd,
   mapFd, openKvm, setCpuid, setLapicVirtualWire, setRegs, setSregs, setUserMemoryRegion,
   type AddrMapping, type CpuidEntry,
 } from '../../../sys/kvm.js';
 import { kickThread } from '../../../sys/thread-signal.js';
+import { threadCpuUs } from '../../../sys/cpu-clock.js';
 import { LAYOUT, DEVICE_IRQS, mmioAddress } from './layout.js';
 import { entryRegs, initrdAddress, loadVmlinuxFile, longModeSregs, writeBootParams, writeGdt, writePageTables } from './boot.js';
 import { writeMpTable } from './mptable.js';
-import { isPvmHost, pvmCmdline } from './pvm-quirks.js';
+import { isPvmHost, pvmCmdline, pvmCpuid } from './pvm-quirks.js';
 import { CTL, CTL_BYTES, vcpuMmapSize, type StopReason } from './vcpu.js';
 import { UART_STATE_BYTES } from './uart.js';
 import type { VcpuToMain, VcpuWorkerData } from './vcpu-worker.js';
@@ -28,8 +29,16 @@ import type { VcpuToMain, VcpuWorkerData } from './vcpu-worker.js';
 export interface KvmOptions {
   /** host workarounds for PVM (default: detected) */
   pvm?: boolean;
-  /** vCPU 0 is about to enter KVM_RUN for the first time (benchmarks): wall clock ms since the epoch, process CPU µs */
-  onFirstRun?: (at: { wallMs: number; cpuUs: number }) => void;
+}
+
+/** vCPU 0 about to enter KVM_RUN for the first time. */
+export interface FirstRun {
+  /** wall clock, ms since the epoch */
+  wallMs: number;
+  /** CPU time of the whole process so far, µs */
+  cpuUs: number;
+  /** CPU time of vCPU 0's thread so far (isolate start, modules, loop set-up), µs */
+  vcpuThreadCpuUs: number;
 }
 
 function workerScript(): URL | string {
@@ -75,19 +84,26 @@ export class KvmMachine {
   private readonly runSize: number;
   private readonly wiring: DeviceWiring[] = [];
   private readonly ctl = new SharedArrayBuffer(CTL_BYTES);
-  private readonly opts: KvmOptions;
   private released = false;
+  private readonly firstRunDone = Promise.withResolvers<FirstRun | undefined>();
+  /** Resolves when vCPU 0 enters KVM_RUN for the first time; undefined when the engine ended before. */
+  readonly firstRun = this.firstRunDone.promise;
+  /** main-thread CPU time of each set-up step of the constructor, µs */
+  readonly setupCpuUs: Record<'kvm' | 'memory' | 'devices' | 'vcpus' | 'kernel' | 'tables', number>;
 
   constructor(config: MachineConfig, log: (msg: string) => void, opts: KvmOptions = {}) {
     this.config = config;
     this.log = log;
-    this.opts = opts;
     this.pvm = opts.pvm ?? isPvmHost();
     this.memSize = config.memoryMiB * 1024 * 1024;
     if (this.memSize > LAYOUT.ramLimit) throw new Error(`kvm engine: at most ${LAYOUT.ramLimit >> 20} MiB of guest memory for now`);
     if (config.devices.length > DEVICE_IRQS.length) throw new Error(`kvm engine: at most ${DEVICE_IRQS.length} devices`);
     const fds: number[] = [];
     let mem: AddrMapping | undefined;
+    const cpu = { kvm: 0, memory: 0, devices: 0, vcpus: 0, kernel: 0, tables: 0 };
+    let t = threadCpuUs();
+    const mark = (step: keyof typeof cpu) => { const now = threadCpuUs(); cpu[step] = now - t; t = now; };
+    this.setupCpuUs = cpu;
     try {
       this.kvmFd = openKvm(); fds.push(this.kvmFd);
       const api = ioctlInt(this.kvmFd, KVM.GET_API_VERSION, 0, 'KVM_GET_API_VERSION');
@@ -100,10 +116,12 @@ export class KvmMachine {
       try { ioctlInt(this.vmFd, KVM.SET_TSS_ADDR, LAYOUT.tss, 'KVM_SET_TSS_ADDR'); } catch (e) { log(`kvm: ${(e as Error).message} (ignored)`); }
       ioctlInt(this.vmFd, KVM.CREATE_IRQCHIP, 0, 'KVM_CREATE_IRQCHIP');
       createPit2(this.vmFd);
+      mark('kvm');
 
       this.memFd = memfdCreate('husk-guest-ram', this.memSize); fds.push(this.memFd);
       this.mem = mem = mapFd(this.memFd, this.memSize);
       setUserMemoryRegion(this.vmFd, 0, 0, this.memSize, this.mem.addr);
+      mark('memory');
 
       // Devices: state, eventfds, KVM wiring.
       config.devices.forEach((_, i) => {
@@ -117,9 +135,11 @@ export class KvmMachine {
         irqfd(this.vmFd, callFd, DEVICE_IRQS[i]!);
         this.wiring.push({ state: new MmioState().sab, kickFds, callFd, changeFd, irq: DEVICE_IRQS[i]!, base });
       });
+      mark('devices');
 
       // vCPUs
-      const cpuid = getSupportedCpuid(this.kvmFd);
+      const supported = getSupportedCpuid(this.kvmFd);
+      const cpuid = this.pvm ? pvmCpuid(supported) : supported;
       for (let i = 0; i < config.vcpus; i++) {
         const fd = ioctlInt(this.vmFd, KVM.CREATE_VCPU, i, 'KVM_CREATE_VCPU'); fds.push(fd);
         this.vcpuFds.push(fd);
@@ -127,17 +147,26 @@ export class KvmMachine {
         setLapicVirtualWire(fd);
         this.runMaps.push(mapFd(fd, this.runSize));
       }
+      mark('vcpus');
 
       // Kernel, boot parameters, tables.
       const g = this.mem.bytes;
-      const kernel = loadVmlinuxFile(config.kernel, g);
+      // The kernel copies file pages into the memfd: no 15 MB read through a mapping (page fault per page).
+      const toGuest = (fd: number, off: number, gpa: number, len: number) => copyFdRange(fd, off, this.memFd, gpa, len);
+      const kernel = loadVmlinuxFile(config.kernel, g, toGuest);
       let initrd: { addr: number; size: number } | undefined;
       if (config.initrd) {
-        const data = fs.readFileSync(config.initrd);
-        const addr = initrdAddress(this.memSize, data.byteLength, kernel.end);
-        g.set(data, addr);
-        initrd = { addr, size: data.byteLength };
+        const fd = fs.openSync(config.initrd, 'r');
+        try {
+          const size = fs.fstatSync(fd).size;
+          const addr = initrdAddress(this.memSize, size, kernel.end);
+          toGuest(fd, 0, addr, size);
+          initrd = { addr, size };
+        } finally {
+          fs.closeSync(fd);
+        }
       }
+      mark('kernel');
       const parts = [config.cmdline];
       if (this.pvm) {
         let khz = 0;
@@ -153,8 +182,10 @@ export class KvmMachine {
       const bsp = this.vcpuFds[0]!;
       setSregs(bsp, { ...getSregs(bsp), ...longModeSregs() });
       setRegs(bsp, entryRegs(kernel.entry));
+      mark('tables');
       log(`kvm: ${config.vcpus} vCPU, ${config.memoryMiB} MiB, kernel entry 0x${kernel.entry.toString(16)}${this.pvm ? ', PVM quirks on' : ''}`);
       log(`kvm: cmdline: ${this.cmdline}`);
+      log(`kvm: set-up CPU ms: ${Object.entries(cpu).map(([k, v]) => `${k} ${(v / 1000).toFixed(1)}`).join(', ')}`);
     } catch (err) {
       this.runMaps.forEach((m) => m.unmap());
       mem?.unmap();
@@ -173,8 +204,8 @@ export class KvmMachine {
     };
   }
 
-  /** Starts the vCPU threads. `devicesClosed` resolves when the device workers let go of their fds. */
-  start(devicesClosed: Promise<unknown>): RunningEngine {
+  /** Starts the vCPU threads. `devicesClosed()` resolves when the device workers have let go of their fds. */
+  start(devicesClosed: () => Promise<unknown>): RunningEngine {
     const ctl = new Int32Array(this.ctl);
     const uart = new SharedArrayBuffer(UART_STATE_BYTES);
     const consoleFd = fs.openSync(this.config.consoleLog, 'a');
@@ -202,8 +233,9 @@ export class KvmMachine {
         clearInterval(kicker);
         fs.closeSync(consoleFd);
         const code = first?.kind === 'error' ? 1 : killSignal ? null : 0;
+        this.firstRunDone.resolve(undefined);
         exited.resolve({ code, signal: killSignal });
-        void devicesClosed.then(() => this.release());
+        void devicesClosed().then(() => this.release());
       }
     };
     this.vcpuFds.forEach((fd, index) => {
@@ -216,7 +248,7 @@ export class KvmMachine {
       let done = false;
       worker.on('message', (m: VcpuToMain) => {
         if (m.type === 'log') this.log(m.msg);
-        else if (m.type === 'running' && index === 0) this.opts.onFirstRun?.(m);
+        else if (m.type === 'running' && index === 0) this.firstRunDone.resolve({ wallMs: m.wallMs, cpuUs: m.cpuUs, vcpuThreadCpuUs: m.threadCpuUs });
         else if (m.type === 'exit') { done = true; onExit(index, m.reason, m.exits); }
       });
       worker.on('error', (err) => this.log(`kvm: vcpu${index} worker error: ${err.stack ?? err.message}`));

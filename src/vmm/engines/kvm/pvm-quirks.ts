@@ -3,7 +3,7 @@
 // standard guest kernel and cannot run its user space). On a hardware
 // KVM host none of this is active. See DESIGN.md §1.
 import fs from 'node:fs';
-import { getRegs, getSregs, injectException, setRegs } from '../../../sys/kvm.js';
+import { getRegs, getSregs, injectException, setRegs, type CpuidEntry } from '../../../sys/kvm.js';
 
 /** True when the host's KVM is PVM. */
 export function isPvmHost(sysModule = '/sys/module'): boolean {
@@ -25,6 +25,27 @@ export function pvmCmdline(tscKhz: number): string[] {
   const extra = ['noxsave', `clearcpuid=${PVM_CLEARED_CPUID.join(',')}`, 'no-kvmclock'];
   if (tscKhz > 0) extra.push(`tsc_early_khz=${tscKhz}`);
   return extra;
+}
+
+/** KVM paravirtual features (CPUID 0x40000001 EAX) whose guest side is a hypercall. */
+export const KVM_PV_HYPERCALL_FEATURES = {
+  PV_UNHALT: 7, // KVM_HC_KICK_CPU (paravirtual spinlocks)
+  PV_TLB_FLUSH: 9, // flushes through IPIs/hypercalls
+  PV_SEND_IPI: 11, // KVM_HC_SEND_IPI
+  PV_SCHED_YIELD: 13, // KVM_HC_SCHED_YIELD
+} as const;
+
+/**
+ * CPUID for a standard guest on PVM: no paravirtual feature the guest uses
+ * through a hypercall. With two vCPUs the guest sends IPIs with
+ * KVM_HC_SEND_IPI, and on PVM the `vmcall` of a non-PVM guest never
+ * completes: the AP spun at that instruction (rip constant over seconds)
+ * while the BSP waited for it in a spin lock. Without the feature bits the
+ * guest uses the local APIC (ICR writes), which PVM emulates.
+ */
+export function pvmCpuid(entries: CpuidEntry[]): CpuidEntry[] {
+  const mask = Object.values(KVM_PV_HYPERCALL_FEATURES).reduce((m, bit) => m | (1 << bit), 0);
+  return entries.map((e) => (e.function === 0x40000001 ? { ...e, eax: (e.eax & ~mask) >>> 0 } : e));
 }
 
 /** Reads `len` bytes at guest virtual address `gva` through the guest's 4-level page tables. */

@@ -5,11 +5,11 @@ import fs from 'node:fs';
 import { VcpuLoop, CTL, describeExit, type StopReason } from './vcpu.js';
 import { Uart } from './uart.js';
 import { CmosRtc } from './cmos-rtc.js';
-import { MmioRegisters, MmioState } from '../../virtio/mmio.js';
-import { waitResetAck } from '../../virtio/mmio-backend.js';
+import { MmioRegisters, MmioState, waitResetAck } from '../../virtio/mmio.js';
 import { eventfdSignal, mmapShared, type Mapping } from '../../../sys/io.js';
 import { irqLine, EXIT, getRegs, RUN } from '../../../sys/kvm.js';
 import { gettid, installKickHandler } from '../../../sys/thread-signal.js';
+import { processCpuUs, threadCpuUs } from '../../../sys/cpu-clock.js';
 import { handleInt3 } from './pvm-quirks.js';
 import { LAYOUT, UART_IRQ, UART_PORT } from './layout.js';
 
@@ -28,8 +28,8 @@ export interface VcpuWorkerData {
 }
 
 export type VcpuToMain =
-  /** right before the first KVM_RUN: wall clock (ms since the epoch) and the process's CPU time so far (µs) */
-  | { type: 'running'; tid: number; wallMs: number; cpuUs: number }
+  /** right before the first KVM_RUN: wall clock (ms since the epoch), the process's and this thread's CPU time so far (µs) */
+  | { type: 'running'; tid: number; wallMs: number; cpuUs: number; threadCpuUs: number }
   | { type: 'log'; msg: string }
   | { type: 'exit'; reason: StopReason; exits: number };
 
@@ -96,8 +96,7 @@ const loop = new VcpuLoop(d.vcpuFd, d.runSize, ctl, {
 });
 
 Atomics.store(ctl, CTL.tids + d.index, gettid());
-const cpu = process.cpuUsage();
-post({ type: 'running', tid: gettid(), wallMs: performance.timeOrigin + performance.now(), cpuUs: cpu.user + cpu.system });
+post({ type: 'running', tid: gettid(), wallMs: performance.timeOrigin + performance.now(), cpuUs: processCpuUs(), threadCpuUs: threadCpuUs() });
 let reason: StopReason;
 try {
   reason = loop.loop();
