@@ -229,6 +229,21 @@ export function gather(bufs: Uint8Array[], offset: number, len: number): Uint8Ar
   return pos === len ? out : out.subarray(0, pos);
 }
 
+/** Copies bytes from `offset` of a scattered buffer list into `out` (no allocation); returns bytes copied. */
+export function gatherInto(bufs: Uint8Array[], offset: number, out: Uint8Array): number {
+  let pos = 0;
+  let skip = offset;
+  for (const b of bufs) {
+    if (pos >= out.byteLength) break;
+    if (skip >= b.byteLength) { skip -= b.byteLength; continue; }
+    const part = b.subarray(skip, skip + (out.byteLength - pos));
+    out.set(part, pos);
+    pos += part.byteLength;
+    skip = 0;
+  }
+  return pos;
+}
+
 /** Copies `data` into a scattered buffer list starting at `offset`; returns bytes copied. */
 export function scatter(bufs: Uint8Array[], offset: number, data: Uint8Array): number {
   let pos = 0;

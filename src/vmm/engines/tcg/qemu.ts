@@ -50,7 +50,7 @@ export function qemuArgs(cfg: MachineConfig, socketPaths: string[]): string[] {
     } else if (d.kind === 'net') {
       // QEMU keeps the config space (MAC, MTU) and the control queue; husk's backend moves the frames.
       args.push('-netdev', `vhost-user,id=net${i},chardev=${chardev}`);
-      args.push('-device', `virtio-net-device,netdev=net${i},mac=${d.mac},host_mtu=${d.mtu},mrg_rxbuf=on,csum=off,guest_csum=off,guest_tso4=off,guest_tso6=off,guest_ecn=off,guest_ufo=off,host_tso4=off,host_tso6=off,host_ecn=off,host_ufo=off,ctrl_vq=off,ctrl_rx=off,ctrl_vlan=off,ctrl_rx_extra=off,ctrl_mac_addr=off,ctrl_guest_offloads=off,guest_announce=off,mq=off,rx_queue_size=1024,tx_queue_size=1024`);
+      args.push('-device', `virtio-net-device,netdev=net${i},mac=${d.mac},host_mtu=${d.mtu},mrg_rxbuf=on,csum=on,guest_csum=on,guest_tso4=off,guest_tso6=off,guest_ecn=off,guest_ufo=off,host_tso4=off,host_tso6=off,host_ecn=off,host_ufo=off,ctrl_vq=off,ctrl_rx=off,ctrl_vlan=off,ctrl_rx_extra=off,ctrl_mac_addr=off,ctrl_guest_offloads=off,guest_announce=off,mq=off,rx_queue_size=1024,tx_queue_size=1024`);
     }
   });
   return args;
