@@ -116,6 +116,10 @@ export class VirtioNetDevice implements VirtioDevice {
   }
 
   close(): void {
+    // The VMM log keeps what the device saw: drops and bad chains explain a slow or broken network.
+    if (this.env && this.counters.txFrames! + this.counters.rxFrames! > 0) {
+      this.env.log(`net: ${Object.entries(this.stats()).map(([k, v]) => `${k} ${v}`).join(', ')}`);
+    }
     this.linkDown(null);
   }
 
@@ -300,8 +304,10 @@ export class VirtioNetDevice implements VirtioDevice {
       const part = frame.subarray(off, off + totalLength(c.writable) - n);
       n += scatter(c.writable, n, part);
       off += part.byteLength;
-      vq.push(c.head, n);
+      vq.push(c.head, n, false);
     });
+    // All buffers of the frame at once: the guest reads num_buffers from the first one.
+    vq.publish();
     this.counters.rxFrames!++;
     this.counters.rxBytes! += frame.byteLength;
     return 'ok';
