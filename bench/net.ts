@@ -10,7 +10,10 @@
 // per system call and needs a pipe to wc / from dd besides: under husk's
 // emulated CPU (tcg) that measured the guest's system-call cost, not the
 // network, while bulk transfers (iperf3, any real server) use large
-// buffers. BENCH_NET_TOOL=nc measures with busybox nc as before.
+// buffers; busybox `wc -c` alone, counting 64 MiB from a pipe in the guest,
+// takes ~2 s there (a per-byte loop). BENCH_NET_TOOL=nc measures with busybox
+// nc as before. 256 MiB per transfer by default (BENCH_NET_MB): at 64 MiB a
+// runc transfer lasts ~30 ms and connection set-up weighs in the figure.
 //  - request latency: TCP connect + HTTP GET of a small page from `httpd`
 //    in the container (passt accepts on the container's behalf, so a bare
 //    connect() would not reach the guest: a request-response does).
@@ -28,7 +31,7 @@ import { median, printJson, round } from './lib.js';
 import { writePodmanConf } from '../test/helpers/podman-conf.js';
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 5);
-const MIB = Number(process.env.BENCH_NET_MB ?? 64);
+const MIB = Number(process.env.BENCH_NET_MB ?? 256);
 const REQUESTS = Number(process.env.BENCH_NET_REQUESTS ?? 50);
 const IMAGE = 'localhost/husk-busybox:latest';
 const HUSK = path.join(projectRoot(), 'bin/husk');

@@ -225,6 +225,19 @@ describe('virtio-net device', () => {
     expect(Buffer.from(frames[1]!)).toEqual(Buffer.from(small));
   });
 
+  it('makes a frame spanning several buffers visible to the driver all at once', () => {
+    // A driver polling concurrently must never see the first buffer (num_buffers = n) without the rest.
+    const vq = drv.queues[0]!;
+    drv.giveRx(2, 4096);
+    const a = vq.pop()!;
+    const b = vq.pop()!;
+    vq.push(a.head, 4096, false);
+    vq.push(b.head, 100, false);
+    expect(drv.used(0)).toEqual([]);
+    vq.publish();
+    expect(drv.used(0)).toEqual([{ head: a.head, len: 4096 }, { head: b.head, len: 100 }]);
+  });
+
   it('holds frames until the guest posts buffers', () => {
     const f = ethFrame(1514, 8);
     writePeer(Buffer.concat([lengthPrefix(f.byteLength), f]));

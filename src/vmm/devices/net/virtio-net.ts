@@ -118,7 +118,7 @@ export class VirtioNetDevice implements VirtioDevice {
   close(): void {
     // The VMM log keeps what the device saw: drops and bad chains explain a slow or broken network.
     if (this.env && this.counters.txFrames! + this.counters.rxFrames! > 0) {
-      this.env.log(`net: ${Object.entries(this.stats()).map(([k, v]) => `${k} ${v}`).join(', ')}`);
+      this.env.log(`counters: ${Object.entries(this.stats()).map(([k, v]) => `${k} ${v}`).join(', ')}`);
     }
     this.linkDown(null);
   }
