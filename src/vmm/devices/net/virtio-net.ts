@@ -70,6 +70,8 @@ export class VirtioNetDevice implements VirtioDevice {
   private rxWaiting = false;
   private down = false;
   private readonly hdr = new Uint8Array(NET_HDR_SIZE);
+  /** Where a TX frame is assembled when it can go to passt right away. */
+  private readonly staging = new Uint8Array(LEN_SIZE + MAX_FRAME);
   private readonly counters: Record<string, number> = {
     txFrames: 0, txBytes: 0, txDropped: 0, txBadHeader: 0, txCsum: 0, rxFrames: 0, rxBytes: 0, rxDropped: 0, badChains: 0, linkDown: 0,
   };
@@ -172,17 +174,31 @@ export class VirtioNetDevice implements VirtioDevice {
       if (this.counters.txBadHeader!++ < 8) this.env!.log(`net: tx frame dropped: ${csum}`);
       return;
     }
-    const frame = new Uint8Array(LEN_SIZE + len);
+    // Nothing queued for passt: build the frame in the staging buffer and write it at once
+    // (no allocation per frame); only what the socket does not take is copied and queued.
+    const direct = this.out.length === 0;
+    const frame = direct ? this.staging.subarray(0, LEN_SIZE + len) : new Uint8Array(LEN_SIZE + len);
     lengthPrefix(len, frame);
     gatherInto(chain.readable, NET_HDR_SIZE, frame.subarray(LEN_SIZE));
     if (csum) {
       completeChecksum(frame.subarray(LEN_SIZE), csum);
       this.counters.txCsum!++;
     }
-    this.out.push(frame);
-    this.outBytes += frame.byteLength;
     this.counters.txFrames!++;
     this.counters.txBytes! += len;
+    let queued: Uint8Array = frame;
+    if (direct) {
+      let n: number;
+      try {
+        n = writeFd(this.fd, frame);
+      } catch (err) {
+        return this.linkDown(`writing to passt: ${(err as Error).message}`);
+      }
+      if (n === frame.byteLength) return;
+      queued = frame.slice(Math.max(n, 0));
+    }
+    this.out.push(queued);
+    this.outBytes += queued.byteLength;
   }
 
   private flushOut(): void {
