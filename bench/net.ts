@@ -1,10 +1,19 @@
 // Network benchmark: one private podman set-up and one bridge network, the
 // same busybox containers run with husk and with runc in the same run:
 //  - host -> container TCP throughput: the host streams BENCH_NET_MB MiB to
-//    `nc -l` in the container; timed from connect until the container has
+//    a sink in the container; timed from connect until the container has
 //    read everything and closed (so nothing is left in buffers);
-//  - container -> host: `dd | nc` in the container to a host server on the
-//    bridge gateway; timed at the host from the first to the last byte;
+//  - container -> host: a source in the container sends to a host server on
+//    the bridge gateway; timed at the host from the first to the last byte;
+// The in-container endpoint is native/netbench (static, 1 MiB reads and
+// writes), copied into the image both runtimes use. busybox nc moves 1 KiB
+// per system call and needs a pipe to wc / from dd besides: under husk's
+// emulated CPU (tcg) that measured the guest's system-call cost, not the
+// network, while bulk transfers (iperf3, any real server) use large
+// buffers; busybox `wc -c` alone, counting 64 MiB from a pipe in the guest,
+// takes ~2 s there (a per-byte loop). BENCH_NET_TOOL=nc measures with busybox
+// nc as before. 256 MiB per transfer by default (BENCH_NET_MB): at 64 MiB a
+// runc transfer lasts ~30 ms and connection set-up weighs in the figure.
 //  - request latency: TCP connect + HTTP GET of a small page from `httpd`
 //    in the container (passt accepts on the container's behalf, so a bare
 //    connect() would not reach the guest: a request-response does).
@@ -22,13 +31,15 @@ import { median, printJson, round } from './lib.js';
 import { writePodmanConf } from '../test/helpers/podman-conf.js';
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 5);
-const MIB = Number(process.env.BENCH_NET_MB ?? 64);
+const MIB = Number(process.env.BENCH_NET_MB ?? 256);
 const REQUESTS = Number(process.env.BENCH_NET_REQUESTS ?? 50);
 const IMAGE = 'localhost/husk-busybox:latest';
 const HUSK = path.join(projectRoot(), 'bin/husk');
 const NET = `husk-bench-${process.pid}`;
 const SUBNET_OCTET = 150 + (process.pid % 50);
 const SINK_PORT = 5001;
+const TOOL = process.env.BENCH_NET_TOOL ?? 'netbench';
+const NETBENCH = path.join(projectRoot(), 'native/netbench/build/netbench');
 
 interface Done { code: number | null; stdout: string; stderr: string }
 
@@ -59,6 +70,9 @@ async function setup(work: string): Promise<Pm> {
   const base = ['--root', path.join(work, 'storage'), '--runroot', path.join(work, 'run')];
   const pm: Pm = (args) => run('podman', [...base, ...args], env);
   const b = makeBusyboxBundle(path.join(work, 'image-src'), { args: ['sh'] });
+  if (!fs.existsSync(NETBENCH)) throw new Error(`${NETBENCH} is missing: make -C native/netbench (scripts/setup.sh builds it)`);
+  fs.copyFileSync(NETBENCH, path.join(b, 'rootfs/bin/netbench'));
+  fs.chmodSync(path.join(b, 'rootfs/bin/netbench'), 0o755);
   const tar = path.join(work, 'busybox.tar');
   const t = await run('tar', ['-C', path.join(b, 'rootfs'), '-cf', tar, '.'], env);
   if (t.code !== 0) throw new Error(`tar: ${t.stderr}`);
@@ -103,8 +117,8 @@ async function streamTo(ip: string, bytes: number): Promise<number | undefined> 
 async function hostToContainer(pm: Pm, runtime: string): Promise<number[]> {
   const mbps: number[] = [];
   for (let i = 0; i < RUNS; i++) {
-    // stdin kept open: busybox nc ends on the network's EOF, not on its stdin's.
-    const c = await startContainer(pm, runtime, `sleep 100000 | nc -l -p ${SINK_PORT} | wc -c`);
+    // nc: stdin kept open, busybox nc ends on the network's EOF, not on its stdin's.
+    const c = await startContainer(pm, runtime, TOOL === 'nc' ? `sleep 100000 | nc -l -p ${SINK_PORT} | wc -c` : `exec netbench sink ${SINK_PORT}`);
     let ms: number | undefined;
     for (let tries = 0; tries < 200 && ms === undefined; tries++) {
       // Probe with a tiny stream first so the timed one meets a listening nc.
@@ -138,7 +152,7 @@ async function containerToHost(pm: Pm, runtime: string, gateway: string): Promis
     await new Promise<void>((resolve, reject) => { server.once('error', reject); server.listen(0, gateway, resolve); });
     const port = (server.address() as net.AddressInfo).port;
     const r = await pm(['run', '--rm', '--runtime', runtime, '--network', NET, IMAGE, 'sh', '-c',
-      `dd if=/dev/zero bs=65536 count=${MIB * 16} 2>/dev/null | nc ${gateway} ${port}`]);
+      TOOL === 'nc' ? `dd if=/dev/zero bs=65536 count=${MIB * 16} 2>/dev/null | nc ${gateway} ${port}` : `exec netbench source ${gateway} ${port} ${MIB * 1024 * 1024}`]);
     server.close();
     if (r.code !== 0) throw new Error(`${runtime}: container -> host: exit ${r.code}: ${r.stderr.trim()}`);
     const ms = await got.promise;
@@ -171,6 +185,7 @@ async function requestLatency(pm: Pm, runtime: string): Promise<number[]> {
 }
 
 async function main(): Promise<void> {
+  if (TOOL !== 'netbench' && TOOL !== 'nc') throw new Error(`BENCH_NET_TOOL must be netbench or nc, not ${TOOL}`);
   const work = fs.mkdtempSync(path.join(os.tmpdir(), 'husk-bench-net-'));
   let pm: Pm | undefined;
   try {
@@ -193,7 +208,7 @@ async function main(): Promise<void> {
     const h = result.husk!;
     const r = result.runc!;
     printJson({
-      runs: RUNS, mib: MIB, requests: REQUESTS, engine: 'tcg', network: 'podman bridge',
+      runs: RUNS, mib: MIB, requests: REQUESTS, engine: 'tcg', network: 'podman bridge', tool: TOOL === 'nc' ? 'busybox nc' : 'netbench (1 MiB buffers)',
       husk: h, runc: r,
       ratio: {
         hostToContainer: round(h.hostToContainerMbps! / r.hostToContainerMbps!, 3),

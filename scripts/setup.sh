@@ -56,6 +56,9 @@ node node_modules/typescript/bin/tsc -p tsconfig.json
 step "build: guest agent + initramfs"
 make -s -C native/agent
 
+step "build: netbench (bench/net's in-container TCP endpoint)"
+make -s -C native/netbench
+
 step "build: guest kernel (cached per machine)"
 bash kernel/build.sh
 step "set-up done"

@@ -6,13 +6,21 @@
 // husk is SIGKILLed), and stop() kills it and waits.
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
-import { socketPair } from '../sys/unix-socket.js';
+import { setSendBuffer, socketPair } from '../sys/unix-socket.js';
 import { closeFd } from '../sys/io.js';
 import { nofileHardLimit, type NetworkPlan } from './network.js';
 
 export const PASST_BINARY = process.env.HUSK_PASST ?? 'passt';
 /** passt drops to this user after opening its sockets (it refuses to stay root). */
 const PASST_USER = '65534:65534';
+/**
+ * Send buffer of both ends of the socketpair. passt writes frames to its end
+ * without blocking and drops every frame that does not fit (TCP then stalls
+ * until passt retransmits, seconds later): its end must hold a whole TCP
+ * window for the guest (tcp_rmem max, ~4 MiB) while the guest is slow to
+ * post buffers. The default (~200 KiB) holds three 64 KiB frames.
+ */
+const STREAM_SNDBUF = 8 << 20;
 
 export interface PasstExit { code: number | null; signal: NodeJS.Signals | null }
 
@@ -46,6 +54,13 @@ export class Passt {
 
   static start(plan: NetworkPlan, logFile: string, log: (msg: string) => void): Passt {
     const [deviceFd, passtFd] = socketPair();
+    try {
+      setSendBuffer(passtFd, STREAM_SNDBUF);
+      setSendBuffer(deviceFd, STREAM_SNDBUF);
+    } catch (err) {
+      // Slower (frames dropped under load), not broken: go on with the default buffers.
+      log(`passt: socket buffers stay at their default: ${(err as Error).message}`);
+    }
     const hard = nofileHardLimit();
     // setpriv: killed with husk until passt's own -1 takes over; prlimit: one fd per
     // forwarded port; nsenter: the container's namespace (nothing for the host's).

@@ -23,6 +23,9 @@ const c_accept4 = libc.func('int accept4(int fd, void *addr, void *len, int flag
 const c_connect = libc.func('int connect(int fd, const void *addr, uint32_t len)');
 const c_recvmsg = libc.func('intptr_t recvmsg(int fd, void *msg, int flags)');
 const c_sendmsg = libc.func('intptr_t sendmsg(int fd, const void *msg, int flags)');
+const c_setsockopt = libc.func('int setsockopt(int fd, int level, int name, const int *value, uint32_t len)');
+const SO_SNDBUF = 7;
+const SO_SNDBUFFORCE = 32;
 
 function sockaddrUn(path: string): Buffer {
   const p = Buffer.from(path);
@@ -93,6 +96,17 @@ export function socketPair(): [number, number] {
   const sv = new Int32Array(2);
   check('socketpair', c_socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv));
   return [sv[0]!, sv[1]!];
+}
+
+/**
+ * Raises a socket's send buffer to `bytes` (the kernel doubles it for its
+ * bookkeeping). SO_SNDBUFFORCE passes net.core.wmem_max when we may
+ * (CAP_NET_ADMIN); otherwise the plain option, which the kernel caps.
+ */
+export function setSendBuffer(fd: number, bytes: number): void {
+  const v = Int32Array.of(bytes);
+  if (c_setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, v, 4) === 0) return;
+  check('setsockopt(SO_SNDBUF)', c_setsockopt(fd, SOL_SOCKET, SO_SNDBUF, v, 4));
 }
 
 const MAX_FDS = 8;

@@ -7,6 +7,10 @@ import { Poller, closeFd, readFd, setNonBlocking, writeFd } from '../../src/sys/
 import { socketPair } from '../../src/sys/unix-socket.js';
 import { NET_HDR_SIZE, VIRTIO_NET_F_MRG_RXBUF, VirtioNetDevice } from '../../src/vmm/devices/net/virtio-net.js';
 import { lengthPrefix } from '../../src/vmm/devices/net/frame-stream.js';
+import {
+  VIRTIO_NET_F_CSUM, VIRTIO_NET_F_GUEST_CSUM, VIRTIO_NET_HDR_F_DATA_VALID, VIRTIO_NET_HDR_F_NEEDS_CSUM,
+  completeChecksum, fold, onesSum, txOffload,
+} from '../../src/vmm/devices/net/offload.js';
 
 const MEM = 8 << 20;
 const QSIZE = 256;
@@ -48,11 +52,28 @@ class FakeDriver {
     this.v.setUint16(b + 0x1000 + 2, this.availIdx[q]!, true);
     return head;
   }
-  sendFrame(frame: Uint8Array): void {
+  sendFrame(frame: Uint8Array, hdr?: Uint8Array): void {
     const a = this.alloc(NET_HDR_SIZE + frame.byteLength);
     this.bytes.fill(0, a, a + NET_HDR_SIZE);
+    if (hdr) this.bytes.set(hdr, a);
     this.bytes.set(frame, a + NET_HDR_SIZE);
     this.add(1, [{ addr: a, len: NET_HDR_SIZE + frame.byteLength, write: false }]);
+  }
+  /** As Linux sends with SG: the header alone, then the frame in pieces of `piece` bytes. */
+  sendScattered(frame: Uint8Array, hdr: Uint8Array, piece: number): void {
+    const bufs = [{ addr: this.alloc(NET_HDR_SIZE), len: NET_HDR_SIZE, write: false }];
+    this.bytes.set(hdr, bufs[0]!.addr);
+    for (let o = 0; o < frame.byteLength; o += piece) {
+      const part = frame.subarray(o, o + piece);
+      const a = this.alloc(part.byteLength);
+      this.bytes.set(part, a);
+      bufs.push({ addr: a, len: part.byteLength, write: false });
+    }
+    this.add(1, bufs);
+  }
+  /** The virtio-net header of the first buffer of each received frame. */
+  rxHeaders(): Uint8Array[] {
+    return this.used(0).map((u) => this.rxBufs.get(u.head)![0]!).map((b) => this.bytes.slice(b.addr, b.addr + NET_HDR_SIZE));
   }
   giveRx(n: number, size: number): void {
     for (let i = 0; i < n; i++) {
@@ -98,6 +119,7 @@ let dev: VirtioNetDevice;
 let drv: FakeDriver;
 let peer: number;
 let logs: string[];
+let features: bigint;
 
 function ethFrame(len: number, seed: number): Uint8Array {
   const f = new Uint8Array(len);
@@ -134,8 +156,9 @@ beforeEach(() => {
   peer = b;
   setNonBlocking(peer);
   logs = [];
+  features = VIRTIO_NET_F_MRG_RXBUF;
   dev = new VirtioNetDevice({ fd: a, mac: '02:11:22:33:44:55', mtu: MTU });
-  dev.attach({ memory: drv.mem, queue: (i) => drv.queues[i], poller, log: (m) => logs.push(m), driverFeatures: () => VIRTIO_NET_F_MRG_RXBUF });
+  dev.attach({ memory: drv.mem, queue: (i) => drv.queues[i], poller, log: (m) => logs.push(m), driverFeatures: () => features });
 });
 afterEach(() => {
   dev.close();
@@ -164,6 +187,25 @@ describe('virtio-net device', () => {
     expect(new DataView(got.buffer, got.byteOffset).getUint32(64)).toBe(MTU + 14);
     expect(Buffer.from(got.subarray(68))).toEqual(Buffer.from(f2));
     expect(drv.used(1)).toHaveLength(2);
+  });
+
+  it('queues what passt cannot take yet and sends it in order when the socket drains', () => {
+    // 24 frames of 64 KiB: far more than the socketpair's default buffer holds.
+    const frames = Array.from({ length: 24 }, (_, i) => ethFrame(MTU + 14 - i, 20 + i));
+    for (const f of frames) drv.sendFrame(f);
+    dev.notify(1);
+    expect(dev.stats().outBytes).toBeGreaterThan(0);
+    const total = frames.reduce((n, f) => n + 4 + f.byteLength, 0);
+    const got = readPeer(total);
+    expect(got.byteLength).toBe(total);
+    let o = 0;
+    for (const f of frames) {
+      expect(new DataView(got.buffer, got.byteOffset).getUint32(o)).toBe(f.byteLength);
+      expect(Buffer.compare(got.subarray(o + 4, o + 4 + f.byteLength), f)).toBe(0);
+      o += 4 + f.byteLength;
+    }
+    expect(dev.stats().outBytes).toBe(0);
+    expect(drv.used(1)).toHaveLength(24);
   });
 
   it('drops a frame larger than the MTU and completes malformed chains empty, then goes on', () => {
@@ -200,6 +242,19 @@ describe('virtio-net device', () => {
     expect(frames.map((f) => f.byteLength)).toEqual([big.byteLength, small.byteLength]);
     expect(Buffer.from(frames[0]!)).toEqual(Buffer.from(big));
     expect(Buffer.from(frames[1]!)).toEqual(Buffer.from(small));
+  });
+
+  it('makes a frame spanning several buffers visible to the driver all at once', () => {
+    // A driver polling concurrently must never see the first buffer (num_buffers = n) without the rest.
+    const vq = drv.queues[0]!;
+    drv.giveRx(2, 4096);
+    const a = vq.pop()!;
+    const b = vq.pop()!;
+    vq.push(a.head, 4096, false);
+    vq.push(b.head, 100, false);
+    expect(drv.used(0)).toEqual([]);
+    vq.publish();
+    expect(drv.used(0)).toEqual([{ head: a.head, len: 4096 }, { head: b.head, len: 100 }]);
   });
 
   it('holds frames until the guest posts buffers', () => {
@@ -245,5 +300,155 @@ describe('virtio-net device', () => {
     dev.notify(1);
     expect(drv.used(1)).toHaveLength(1);
     expect(dev.stats().txDropped).toBe(1);
+  });
+});
+
+// ---- checksum offload ----
+
+/** Straightforward RFC 1071 sum (16-bit words, end-around carry) to check the fast one against. */
+function refSum(b: Uint8Array): number {
+  let s = 0;
+  for (let i = 0; i < b.byteLength; i += 2) {
+    s += (b[i]! << 8) | (i + 1 < b.byteLength ? b[i + 1]! : 0);
+    s = (s & 0xffff) + (s >>> 16);
+  }
+  return s;
+}
+
+function hdr(flags: number, gsoType: number, start: number, offset: number): Uint8Array {
+  const h = new Uint8Array(NET_HDR_SIZE);
+  const v = new DataView(h.buffer);
+  h[0] = flags; h[1] = gsoType;
+  v.setUint16(6, start, true);
+  v.setUint16(8, offset, true);
+  return h;
+}
+
+/** An Ethernet + IPv4 + TCP (or UDP) frame whose L4 checksum field holds the pseudo-header sum, as Linux leaves it. */
+function partialFrame(proto: 6 | 17, payload: number, seed: number): { frame: Uint8Array; start: number; offset: number } {
+  const l4h = proto === 6 ? 20 : 8;
+  const l4len = l4h + payload;
+  const f = new Uint8Array(14 + 20 + l4len);
+  const v = new DataView(f.buffer);
+  v.setUint16(12, 0x0800);
+  f[14] = 0x45; v.setUint16(16, 20 + l4len); f[22] = 64; f[23] = proto;
+  f.set([10, 88, 0, 2], 26); f.set([10, 88, 0, 1], 30);
+  for (let i = 34; i < f.byteLength; i++) f[i] = (i * 13 + seed) & 0xff;
+  const offset = proto === 6 ? 16 : 6;
+  if (proto === 17) v.setUint16(38, l4len);
+  const pseudo = fold(onesSum(f.subarray(26, 34)) + proto + l4len);
+  v.setUint16(34 + offset, pseudo);
+  return { frame: f, start: 34, offset };
+}
+
+/** True when the L4 checksum of an IPv4 frame made by partialFrame verifies. */
+function l4Valid(f: Uint8Array): boolean {
+  const proto = f[23]!;
+  const l4len = f.byteLength - 34;
+  return fold(onesSum(f.subarray(26, 34)) + proto + l4len + onesSum(f.subarray(34))) === 0xffff;
+}
+
+describe('checksum offload: header checks and arithmetic', () => {
+  it('the fast sum equals the RFC 1071 sum for every length and alignment', () => {
+    const data = ethFrame(70000, 42);
+    for (const [off, len] of [[0, 0], [0, 1], [1, 3], [3, 7], [2, 65535], [1, 65536], [0, 69999]] as const) {
+      const b = data.subarray(off, off + len);
+      expect(fold(onesSum(b))).toBe(refSum(b));
+    }
+  });
+
+  it('completes partial TCP and UDP checksums into valid ones (odd lengths too)', () => {
+    for (const [proto, payload] of [[6, 0], [6, 1], [6, 65000], [17, 3], [17, 1472]] as const) {
+      const p = partialFrame(proto, payload, payload);
+      expect(l4Valid(p.frame)).toBe(false);
+      completeChecksum(p.frame, p);
+      expect(l4Valid(p.frame)).toBe(true);
+    }
+  });
+
+  it('accepts only checksum requests that lie inside the frame', () => {
+    expect(txOffload(hdr(0, 0, 0, 0), 60, true)).toBeNull();
+    expect(txOffload(hdr(VIRTIO_NET_HDR_F_NEEDS_CSUM, 0, 34, 16), 54, true)).toEqual({ start: 34, offset: 16 });
+    expect(txOffload(hdr(VIRTIO_NET_HDR_F_NEEDS_CSUM, 0, 34, 16), 54, false)).toMatch(/without VIRTIO_NET_F_CSUM/);
+    // malicious or broken: field past the end, start inside the Ethernet header, 16-bit extremes, segmentation, unknown flags
+    expect(txOffload(hdr(VIRTIO_NET_HDR_F_NEEDS_CSUM, 0, 34, 19), 54, true)).toMatch(/outside/);
+    expect(txOffload(hdr(VIRTIO_NET_HDR_F_NEEDS_CSUM, 0, 53, 0), 54, true)).toMatch(/outside/);
+    expect(txOffload(hdr(VIRTIO_NET_HDR_F_NEEDS_CSUM, 0, 4, 0), 54, true)).toMatch(/outside/);
+    expect(txOffload(hdr(VIRTIO_NET_HDR_F_NEEDS_CSUM, 0, 0xffff, 0xffff), 65534, true)).toMatch(/outside/);
+    expect(txOffload(hdr(VIRTIO_NET_HDR_F_NEEDS_CSUM, 0, 34, 0xffff), 65534, true)).toMatch(/outside/);
+    expect(txOffload(hdr(VIRTIO_NET_HDR_F_NEEDS_CSUM, 1, 34, 16), 54, true)).toMatch(/gso_type 1/);
+    expect(txOffload(hdr(0, 0x80, 0, 0), 54, true)).toMatch(/gso_type 128/);
+    expect(txOffload(hdr(VIRTIO_NET_HDR_F_DATA_VALID, 0, 0, 0), 54, true)).toMatch(/flags 0x2/);
+    expect(txOffload(new Uint8Array(4), 54, true)).toMatch(/short/);
+    expect(() => completeChecksum(new Uint8Array(40), { start: 34, offset: 6 })).toThrow(RangeError);
+  });
+});
+
+describe('virtio-net device with checksum offload', () => {
+  it('offers both checksum offloads', () => {
+    expect(dev.deviceFeatures & VIRTIO_NET_F_CSUM).toBe(VIRTIO_NET_F_CSUM);
+    expect(dev.deviceFeatures & VIRTIO_NET_F_GUEST_CSUM).toBe(VIRTIO_NET_F_GUEST_CSUM);
+  });
+
+  it('completes the checksum of a partial frame, also one scattered over descriptors, before passt sees it', () => {
+    features = VIRTIO_NET_F_MRG_RXBUF | VIRTIO_NET_F_CSUM;
+    const a = partialFrame(6, 9000, 1);
+    const b = partialFrame(17, 1001, 2);
+    drv.sendFrame(a.frame, hdr(VIRTIO_NET_HDR_F_NEEDS_CSUM, 0, a.start, a.offset));
+    drv.sendScattered(b.frame, hdr(VIRTIO_NET_HDR_F_NEEDS_CSUM, 0, b.start, b.offset), 333);
+    dev.notify(1);
+    const got = readPeer(8 + a.frame.byteLength + b.frame.byteLength);
+    const fa = got.subarray(4, 4 + a.frame.byteLength);
+    const fb = got.subarray(8 + a.frame.byteLength);
+    expect(fb.byteLength).toBe(b.frame.byteLength);
+    expect(l4Valid(fa)).toBe(true);
+    expect(l4Valid(fb)).toBe(true);
+    // only the checksum field changed
+    expect(Buffer.from(fa.subarray(0, 50))).toEqual(Buffer.from(a.frame.subarray(0, 50)));
+    expect(Buffer.from(fa.subarray(52))).toEqual(Buffer.from(a.frame.subarray(52)));
+    expect(dev.stats().txCsum).toBe(2);
+  });
+
+  it('drops frames with out-of-range offload fields, returns their buffers, and keeps going', () => {
+    features = VIRTIO_NET_F_MRG_RXBUF | VIRTIO_NET_F_CSUM;
+    const p = partialFrame(6, 100, 3);
+    const len = p.frame.byteLength;
+    drv.sendFrame(p.frame, hdr(VIRTIO_NET_HDR_F_NEEDS_CSUM, 0, len - 1, 0));
+    drv.sendFrame(p.frame, hdr(VIRTIO_NET_HDR_F_NEEDS_CSUM, 0, 0xffff, 0xffff));
+    drv.sendFrame(p.frame, hdr(VIRTIO_NET_HDR_F_NEEDS_CSUM, 0, 2, 0));
+    drv.sendFrame(p.frame, hdr(0, 4, 0, 0)); // TCPv6 segmentation was never offered
+    drv.sendFrame(p.frame, hdr(VIRTIO_NET_HDR_F_NEEDS_CSUM, 0, p.start, p.offset));
+    dev.notify(1);
+    const got = readPeer(4 + len);
+    expect(got.byteLength).toBe(4 + len);
+    expect(l4Valid(got.subarray(4))).toBe(true);
+    expect(drv.used(1).map((u) => u.len)).toEqual([0, 0, 0, 0, 0]);
+    const s = dev.stats();
+    expect(s.txDropped).toBe(4);
+    expect(s.txBadHeader).toBe(4);
+    expect(s.txFrames).toBe(1);
+    expect(logs.join('\n')).toMatch(/tx frame dropped: csum_start 65535/);
+  });
+
+  it('refuses NEEDS_CSUM from a driver that did not accept VIRTIO_NET_F_CSUM', () => {
+    const p = partialFrame(6, 10, 4);
+    drv.sendFrame(p.frame, hdr(VIRTIO_NET_HDR_F_NEEDS_CSUM, 0, p.start, p.offset));
+    drv.sendFrame(p.frame);
+    dev.notify(1);
+    const got = readPeer(4 + p.frame.byteLength);
+    expect(Buffer.from(got.subarray(4))).toEqual(Buffer.from(p.frame));
+    expect(dev.stats().txBadHeader).toBe(1);
+  });
+
+  it('marks received frames DATA_VALID only when the driver accepted GUEST_CSUM', () => {
+    drv.giveRx(8, 4096);
+    dev.notify(0);
+    const f = ethFrame(200, 5);
+    writePeer(Buffer.concat([lengthPrefix(f.byteLength), f]));
+    features = VIRTIO_NET_F_MRG_RXBUF | VIRTIO_NET_F_GUEST_CSUM;
+    writePeer(Buffer.concat([lengthPrefix(f.byteLength), f]));
+    const h = drv.rxHeaders();
+    expect(h.map((x) => x[0])).toEqual([0, VIRTIO_NET_HDR_F_DATA_VALID]);
+    expect(h.every((x) => x[1] === 0 && x[10] === 1)).toBe(true);
   });
 });

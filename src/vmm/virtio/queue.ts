@@ -125,13 +125,24 @@ export class Virtqueue {
     this.lastAvail = (this.lastAvail - 1) & 0xffff;
   }
 
-  /** Returns a chain to the driver with `len` bytes written. */
-  push(head: number, len: number): void {
+  /**
+   * Returns a chain to the driver with `len` bytes written. With `publish`
+   * false the entry is written but the driver does not see it until
+   * `publish()`: a frame spread over several chains (virtio-net's mergeable
+   * buffers) must appear all at once, or a driver polling concurrently finds
+   * its first buffer without the rest and drops the frame.
+   */
+  push(head: number, len: number, publish = true): void {
     const slot = this.usedIdx % this.size;
     this.used.setUint32(4 + 8 * slot, head, true);
     this.used.setUint32(8 + 8 * slot, len, true);
-    // x86 keeps stores in order; the ring entry is visible before the index.
     this.usedIdx = (this.usedIdx + 1) & 0xffff;
+    if (publish) this.publish();
+  }
+
+  /** Makes every entry pushed so far visible to the driver. */
+  publish(): void {
+    // x86 keeps stores in order; the ring entries are visible before the index.
     this.used.setUint16(2, this.usedIdx, true);
   }
 
@@ -227,6 +238,21 @@ export function gather(bufs: Uint8Array[], offset: number, len: number): Uint8Ar
     skip = 0;
   }
   return pos === len ? out : out.subarray(0, pos);
+}
+
+/** Copies bytes from `offset` of a scattered buffer list into `out` (no allocation); returns bytes copied. */
+export function gatherInto(bufs: Uint8Array[], offset: number, out: Uint8Array): number {
+  let pos = 0;
+  let skip = offset;
+  for (const b of bufs) {
+    if (pos >= out.byteLength) break;
+    if (skip >= b.byteLength) { skip -= b.byteLength; continue; }
+    const part = b.subarray(skip, skip + (out.byteLength - pos));
+    out.set(part, pos);
+    pos += part.byteLength;
+    skip = 0;
+  }
+  return pos;
 }
 
 /** Copies `data` into a scattered buffer list starting at `offset`; returns bytes copied. */
