@@ -115,6 +115,22 @@ async function until(cond: () => boolean, what: string): Promise<void> {
   throw new Error(`timed out waiting for ${what}`);
 }
 
+/**
+ * A host server on port 1024 and a guest connection to it, established.
+ * `onSocket` sets up the accepted host socket (e.g. pauses it) before any data flows.
+ */
+async function guestConnected(onSocket: (s: net.Socket) => void = () => {}): Promise<{ server: net.Server; hostSock: net.Socket }> {
+  let hostSock: net.Socket | undefined;
+  const server = net.createServer((s) => { hostSock = s; onSocket(s); });
+  await new Promise<void>((r) => server.listen(path.join(dir, 'v.sock_1024'), r));
+  drv.giveRx(16);
+  drv.sendTx({ op: Op.REQUEST });
+  dev.notify(1);
+  expect(drv.takeRx().map((p) => p.h.op)).toEqual([Op.RESPONSE]);
+  await until(() => hostSock !== undefined, 'host accept');
+  return { server, hostSock: hostSock! };
+}
+
 describe('vsock device', () => {
   it('bridges a guest connection to a host unix socket, both ways, with credit', async () => {
     const received: Buffer[] = [];
@@ -152,17 +168,10 @@ describe('vsock device', () => {
   });
 
   it('stays quiet while its rings are stopped (VM paused) and delivers what waited once they restart', async () => {
-    let hostSock: net.Socket | undefined;
-    const server = net.createServer((s) => { hostSock = s; });
-    await new Promise<void>((r) => server.listen(path.join(dir, 'v.sock_1024'), r));
-    drv.giveRx(16);
-    drv.sendTx({ op: Op.REQUEST });
-    dev.notify(1);
-    expect(drv.takeRx().map((p) => p.h.op)).toEqual([Op.RESPONSE]);
-    await until(() => hostSock !== undefined, 'host accept');
+    const { server, hostSock } = await guestConnected();
 
     ringsStopped = true;
-    hostSock!.write('while paused');
+    hostSock.write('while paused');
     // Level-triggered epoll would report the socket on every poll if the device kept watching it
     // while it cannot deliver: the data must be reported once, then never again until the restart.
     let events = 0;
@@ -185,15 +194,8 @@ describe('vsock device', () => {
     // socket fills and the device holds the rest. When the reader resumes, the
     // device alone must tell the guest (a guest out of credit sends nothing, so
     // no kick will come): a lost update here stalled `cat` of a 5 MB file.
-    let hostSock: net.Socket | undefined;
     let hostBytes = 0;
-    const server = net.createServer((s) => { hostSock = s; s.pause(); s.on('data', (d) => { hostBytes += d.byteLength; }); });
-    await new Promise<void>((r) => server.listen(path.join(dir, 'v.sock_1024'), r));
-    drv.giveRx(16);
-    drv.sendTx({ op: Op.REQUEST });
-    dev.notify(1);
-    expect(drv.takeRx().map((p) => p.h.op)).toEqual([Op.RESPONSE]);
-    await until(() => hostSock !== undefined, 'host accept');
+    const { server, hostSock } = await guestConnected((s) => { s.pause(); s.on('data', (d) => { hostBytes += d.byteLength; }); });
 
     const CREDIT = 256 * 1024;
     const chunk = new Uint8Array(4096).fill(7);
@@ -207,7 +209,7 @@ describe('vsock device', () => {
       credits();
     }
     expect(fwdSeen).toBeLessThan(CREDIT); // the host socket really filled up
-    hostSock!.resume();
+    hostSock.resume();
     await until(() => { credits(); return fwdSeen === CREDIT; }, 'a credit update for every byte written to the host');
     await until(() => hostBytes === CREDIT, 'every byte on the host');
     server.close();
