@@ -1,8 +1,7 @@
 // The virtio-net device against a simulated guest driver (rings in a plain
 // buffer) and a socketpair standing in for passt's end of the stream.
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { GuestMemory } from '../../src/vmm/memory.js';
-import { Virtqueue } from '../../src/vmm/virtio/queue.js';
+import { FakeVirtioDriver } from '../helpers/fake-virtio-driver.js';
 import { Poller, closeFd, readFd, setNonBlocking, writeFd } from '../../src/sys/io.js';
 import { socketPair } from '../../src/sys/unix-socket.js';
 import { NET_HDR_SIZE, VIRTIO_NET_F_MRG_RXBUF, VirtioNetDevice } from '../../src/vmm/devices/net/virtio-net.js';
@@ -16,42 +15,9 @@ const MEM = 8 << 20;
 const QSIZE = 256;
 const MTU = 65520;
 
-class FakeDriver {
-  bytes = new Uint8Array(MEM);
-  v = new DataView(this.bytes.buffer);
-  mem = new GuestMemory([{ gpa: 0, size: MEM, bytes: this.bytes }]);
-  queues: Virtqueue[] = [];
-  availIdx = [0, 0];
-  usedSeen = [0, 0];
-  nextDesc = [0, 0];
-  bufPtr = 0x100000;
-  base = [0x1000, 0x10000];
+class FakeDriver extends FakeVirtioDriver {
   rxBufs = new Map<number, { addr: number; len: number }[]>();
-  constructor() {
-    for (let q = 0; q < 2; q++) {
-      const b = this.base[q]!;
-      this.queues.push(new Virtqueue(this.mem, { size: QSIZE, descGpa: b, availGpa: b + 0x1000, usedGpa: b + 0x2000 }, () => {}));
-    }
-  }
-  alloc(n: number): number { const p = this.bufPtr; this.bufPtr += (n + 15) & ~15; if (this.bufPtr > MEM) throw new Error('fake guest out of memory'); return p; }
-  /** Adds a chain; `raw` descriptors are written as given (for malformed chains). */
-  add(q: number, bufs: { addr: number; len: number; write: boolean; next?: number; flags?: number }[]): number {
-    const b = this.base[q]!;
-    const head = this.nextDesc[q]! % QSIZE;
-    bufs.forEach((x, i) => {
-      const d = (head + i) % QSIZE;
-      this.v.setBigUint64(b + 16 * d, BigInt(x.addr), true);
-      this.v.setUint32(b + 16 * d + 8, x.len, true);
-      this.v.setUint16(b + 16 * d + 12, x.flags ?? ((x.write ? 2 : 0) | (i < bufs.length - 1 ? 1 : 0)), true);
-      this.v.setUint16(b + 16 * d + 14, x.next ?? (d + 1) % QSIZE, true);
-    });
-    this.nextDesc[q] = this.nextDesc[q]! + bufs.length;
-    const ai = this.availIdx[q]!;
-    this.v.setUint16(b + 0x1000 + 4 + 2 * (ai % QSIZE), head, true);
-    this.availIdx[q] = (ai + 1) & 0xffff;
-    this.v.setUint16(b + 0x1000 + 2, this.availIdx[q]!, true);
-    return head;
-  }
+  constructor() { super(MEM, QSIZE); }
   sendFrame(frame: Uint8Array, hdr?: Uint8Array): void {
     const a = this.alloc(NET_HDR_SIZE + frame.byteLength);
     this.bytes.fill(0, a, a + NET_HDR_SIZE);
@@ -81,17 +47,6 @@ class FakeDriver {
       const head = this.add(0, [{ addr: a, len: size, write: true }]);
       this.rxBufs.set(head, [{ addr: a, len: size }]);
     }
-  }
-  used(q: number): { head: number; len: number }[] {
-    const b = this.base[q]!;
-    const out = [];
-    const usedIdx = this.v.getUint16(b + 0x2000 + 2, true);
-    while (this.usedSeen[q] !== usedIdx) {
-      const slot = this.usedSeen[q]! % QSIZE;
-      out.push({ head: this.v.getUint32(b + 0x2000 + 4 + 8 * slot, true), len: this.v.getUint32(b + 0x2000 + 8 + 8 * slot, true) });
-      this.usedSeen[q] = (this.usedSeen[q]! + 1) & 0xffff;
-    }
-    return out;
   }
   /** Reassembles received frames (num_buffers from the first buffer's header). */
   received(): Uint8Array[] {

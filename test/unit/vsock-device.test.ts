@@ -5,8 +5,7 @@ import net from 'node:net';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { GuestMemory } from '../../src/vmm/memory.js';
-import { Virtqueue } from '../../src/vmm/virtio/queue.js';
+import { FakeVirtioDriver } from '../helpers/fake-virtio-driver.js';
 import { Poller } from '../../src/sys/io.js';
 import { VsockDevice } from '../../src/vmm/devices/vsock/vsock-device.js';
 import { HDR_SIZE, Op, decodeHeader, encodeHeader, type VsockHeader } from '../../src/vmm/devices/vsock/packet.js';
@@ -15,40 +14,8 @@ const MEM = 4 << 20;
 const QSIZE = 64;
 const GUEST_CID = 3n;
 
-class FakeDriver {
-  bytes = new Uint8Array(MEM);
-  v = new DataView(this.bytes.buffer);
-  mem = new GuestMemory([{ gpa: 0, size: MEM, bytes: this.bytes }]);
-  queues: Virtqueue[] = [];
-  availIdx = [0, 0];
-  usedSeen = [0, 0];
-  nextDesc = [0, 0];
-  bufPtr = 0x100000;
-  base = [0x1000, 0x8000];
-  constructor() {
-    for (let q = 0; q < 2; q++) {
-      const b = this.base[q]!;
-      this.queues.push(new Virtqueue(this.mem, { size: QSIZE, descGpa: b, availGpa: b + 0x400, usedGpa: b + 0x1000 }, () => {}));
-    }
-  }
-  private alloc(n: number): number { const p = this.bufPtr; this.bufPtr += (n + 15) & ~15; if (this.bufPtr > MEM) this.bufPtr = 0x100000; return p; }
-  private add(q: number, bufs: { addr: number; len: number; write: boolean }[]): number {
-    const b = this.base[q]!;
-    const head = this.nextDesc[q]! % QSIZE;
-    bufs.forEach((x, i) => {
-      const d = (head + i) % QSIZE;
-      this.v.setBigUint64(b + 16 * d, BigInt(x.addr), true);
-      this.v.setUint32(b + 16 * d + 8, x.len, true);
-      this.v.setUint16(b + 16 * d + 12, (x.write ? 2 : 0) | (i < bufs.length - 1 ? 1 : 0), true);
-      this.v.setUint16(b + 16 * d + 14, (d + 1) % QSIZE, true);
-    });
-    this.nextDesc[q] = this.nextDesc[q]! + bufs.length;
-    const ai = this.availIdx[q]!;
-    this.v.setUint16(b + 0x400 + 4 + 2 * (ai % QSIZE), head, true);
-    this.availIdx[q] = (ai + 1) & 0xffff;
-    this.v.setUint16(b + 0x400 + 2, this.availIdx[q]!, true);
-    return head;
-  }
+class FakeDriver extends FakeVirtioDriver {
+  constructor() { super(MEM, QSIZE); }
   sendTx(h: Partial<VsockHeader>, data = new Uint8Array(0)): void {
     const full: VsockHeader = { srcCid: GUEST_CID, dstCid: 2n, srcPort: 5000, dstPort: 1024, len: data.byteLength, type: 1, op: Op.RW, flags: 0, bufAlloc: 65536, fwdCnt: 0, ...h };
     const ha = this.alloc(HDR_SIZE);
@@ -67,19 +34,10 @@ class FakeDriver {
   }
   /** Packets the device completed on the rx queue since the last call. */
   takeRx(): { h: VsockHeader; data: Uint8Array }[] {
-    const b = this.base[0]!;
-    const out = [];
-    const usedIdx = this.v.getUint16(b + 0x1000 + 2, true);
-    while (this.usedSeen[0] !== usedIdx) {
-      const slot = this.usedSeen[0]! % QSIZE;
-      const head = this.v.getUint32(b + 0x1000 + 4 + 8 * slot, true);
-      const len = this.v.getUint32(b + 0x1000 + 8 + 8 * slot, true);
+    return this.used(0).map(({ head, len }) => {
       const a = this.rxBuffers.get(head)!;
-      const h = decodeHeader(this.bytes.subarray(a, a + HDR_SIZE));
-      out.push({ h, data: this.bytes.slice(a + HDR_SIZE, a + len) });
-      this.usedSeen[0] = (this.usedSeen[0]! + 1) & 0xffff;
-    }
-    return out;
+      return { h: decodeHeader(this.bytes.subarray(a, a + HDR_SIZE)), data: this.bytes.slice(a + HDR_SIZE, a + len) };
+    });
   }
 }
 
