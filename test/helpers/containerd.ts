@@ -4,6 +4,7 @@ import { execa } from 'execa';
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
+import { IMAGE, setupPodman } from './podman.js';
 
 export const CTR_IMAGE = 'localhost/husk-busybox:latest';
 
@@ -55,4 +56,17 @@ export async function startContainerd(dir: string, ociArchive: string): Promise<
     throw err;
   }
   return { address, ctr, stop };
+}
+
+/** A private containerd in `dir` with the test busybox image, exported from a private podman set-up. */
+export async function startContainerdWithBusybox(dir: string): Promise<Containerd> {
+  const pm = await setupPodman(path.join(dir, 'podman'));
+  const archive = path.join(dir, 'busybox-oci.tar');
+  try {
+    const save = await pm.run(['save', '--format', 'oci-archive', '-o', archive, IMAGE]);
+    if (save.exitCode !== 0) throw new Error(`podman save: ${save.stderr}`);
+  } finally {
+    await pm.cleanup();
+  }
+  return startContainerd(path.join(dir, 'containerd'), archive);
 }

@@ -2,9 +2,10 @@
 // containers.conf (husk registered as a runtime), and a busybox image
 // imported from the example rootfs; nothing global is touched.
 import { execa } from 'execa';
+import { expect } from 'vitest';
 import fs from 'node:fs';
 import path from 'node:path';
-import { HUSK, ROOT_DIR } from './husk.js';
+import { HUSK, ROOT_DIR, processesMentioning } from './husk.js';
 import { makeBusyboxBundle } from '../../rootfs-builder/example-bundle.js';
 import { writePodmanConf } from './podman-conf.js';
 
@@ -45,4 +46,19 @@ export async function setupPodman(dir: string, extraConf: string[] = []): Promis
       fs.rmSync(dir, { recursive: true, force: true });
     },
   };
+}
+
+/**
+ * Nothing of the container may outlive `podman rm`: no VMM, QEMU or passt.
+ * podman's own conmon runs its exit command (`podman container cleanup`, which
+ * may call husk) after the container is gone and can still be finishing, as
+ * with runc; those must end too, a moment later.
+ */
+export async function expectNothingLeft(id: string): Promise<void> {
+  const vmParts = (line: string) => / vmm |qemu-system|passt/.test(line);
+  expect((await processesMentioning(id)).filter(vmParts)).toEqual([]);
+  let left: string[] = [];
+  const end = Date.now() + 60_000;
+  while ((left = await processesMentioning(id)).length && Date.now() < end) await new Promise((r) => setTimeout(r, 200));
+  expect(left).toEqual([]);
 }

@@ -1,25 +1,17 @@
 // containerd 1.6 (containerd-shim-runc-v2) with husk as the runc binary.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import path from 'node:path';
 import { HUSK, processesMentioning, scratch } from '../helpers/husk.js';
-import { IMAGE, setupPodman, type Podman } from '../helpers/podman.js';
-import { CTR_IMAGE, startContainerd, type Containerd } from '../helpers/containerd.js';
+import { CTR_IMAGE, startContainerdWithBusybox, type Containerd } from '../helpers/containerd.js';
 
 let tmp: ReturnType<typeof scratch>;
-let pm: Podman;
 let ctd: Containerd;
 
 beforeAll(async () => {
   tmp = scratch('husk-ctd-');
-  pm = await setupPodman(path.join(tmp.dir, 'podman'));
-  const archive = path.join(tmp.dir, 'busybox-oci.tar');
-  const save = await pm.run(['save', '--format', 'oci-archive', '-o', archive, IMAGE]);
-  if (save.exitCode !== 0) throw new Error(`podman save: ${save.stderr}`);
-  ctd = await startContainerd(path.join(tmp.dir, 'containerd'), archive);
+  ctd = await startContainerdWithBusybox(tmp.dir);
 });
 afterAll(async () => {
   await ctd?.stop();
-  await pm?.cleanup();
   tmp?.cleanup();
 });
 

@@ -7,8 +7,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { execa } from 'execa';
 import { HUSK, bundle, husk, huskDetached, processesMentioning, scratch, uniqueId } from '../helpers/husk.js';
-import { IMAGE, setupPodman, type Podman } from '../helpers/podman.js';
-import { CTR_IMAGE, startContainerd, type Containerd } from '../helpers/containerd.js';
+import { IMAGE, expectNothingLeft, setupPodman, type Podman } from '../helpers/podman.js';
+import { CTR_IMAGE, startContainerdWithBusybox, type Containerd } from '../helpers/containerd.js';
 
 let tmp: ReturnType<typeof scratch>;
 let root: string;
@@ -323,24 +323,17 @@ describe('podman pause / unpause / update', () => {
     expect(String(tooBig.stderr)).toMatch(/memory limit 2147483648 exceeds the 314572800 bytes the VM has for the container/);
 
     expect((await pm.run(['rm', '-f', '-t', '0', id])).exitCode).toBe(0);
-    // podman's own conmon and cleanup process may still be finishing when rm returns.
-    await until(async () => (await processesMentioning(id)).length === 0, 'no process of the container left');
+    await expectNothingLeft(id);
   });
 });
 
 describe('containerd: ctr task pause / resume', () => {
-  let pm: Podman;
   let ctd: Containerd;
   beforeAll(async () => {
-    pm = await setupPodman(path.join(tmp.dir, 'podman-ctd'));
-    const archive = path.join(tmp.dir, 'busybox-oci.tar');
-    const save = await pm.run(['save', '--format', 'oci-archive', '-o', archive, IMAGE]);
-    if (save.exitCode !== 0) throw new Error(`podman save: ${save.stderr}`);
-    ctd = await startContainerd(path.join(tmp.dir, 'containerd'), archive);
+    ctd = await startContainerdWithBusybox(path.join(tmp.dir, 'ctd'));
   });
   afterAll(async () => {
     await ctd?.stop();
-    await pm?.cleanup();
   });
 
   const taskStatus = async (name: string) => {

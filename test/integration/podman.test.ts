@@ -3,8 +3,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import fs from 'node:fs';
 import path from 'node:path';
 import { execa } from 'execa';
-import { processesMentioning, scratch } from '../helpers/husk.js';
-import { IMAGE, setupPodman, type Podman } from '../helpers/podman.js';
+import { scratch } from '../helpers/husk.js';
+import { IMAGE, expectNothingLeft, setupPodman, type Podman } from '../helpers/podman.js';
 
 let tmp: ReturnType<typeof scratch>;
 let pm: Podman;
@@ -27,21 +27,6 @@ async function until(cond: () => boolean, what: string, ms = 90_000): Promise<vo
     if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 100));
   }
-}
-
-/**
- * Nothing of the container may outlive `podman rm`: no VMM, QEMU or passt.
- * podman's own conmon runs its exit command (`podman container cleanup`, which
- * may call husk) after the container is gone and can still be finishing, as
- * with runc; those must end too, a moment later.
- */
-async function expectNothingLeft(id: string): Promise<void> {
-  const vmParts = (line: string) => / vmm |qemu-system|passt/.test(line);
-  expect((await processesMentioning(id)).filter(vmParts)).toEqual([]);
-  let left: string[] = [];
-  const end = Date.now() + 60_000;
-  while ((left = await processesMentioning(id)).length && Date.now() < end) await new Promise((r) => setTimeout(r, 200));
-  expect(left).toEqual([]);
 }
 
 describe('podman --runtime husk', () => {
