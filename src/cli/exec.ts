@@ -3,6 +3,7 @@
 import type { Command } from 'commander';
 import { globalOptions } from './main.js';
 import { reportError } from './errors.js';
+import type { ExecOptions } from '../runtime/exec.js';
 
 const execMod = () => import('../runtime/exec.js');
 
@@ -26,20 +27,8 @@ function gids(v: string, prev: number[]): number[] {
   return out;
 }
 
-interface ExecFlags {
-  process?: string;
-  detach: boolean;
-  pidFile?: string;
-  tty: boolean;
-  consoleSocket?: string;
-  env: string[];
-  cwd?: string;
-  user?: string;
-  additionalGids: number[];
-  cap: string[];
-  noNewPrivs: boolean;
-  preserveFds: number;
-}
+/** commander's names for ExecOptions' fields (`--process`, `--cap`). */
+type ExecFlags = Omit<ExecOptions, 'root' | 'id' | 'args' | 'processFile' | 'caps' | 'debug'> & { process?: string; cap: string[] };
 
 export function registerExec(program: Command): void {
   program
