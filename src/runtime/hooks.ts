@@ -62,6 +62,11 @@ export async function runHooks(hooks: Hooks | undefined, phase: HookPhase, state
   }
 }
 
+/** The hooks of create, in runc's order, while the process waits; the first failure fails create. */
+export async function runCreateHooks(hooks: Hooks | undefined, state: unknown): Promise<void> {
+  for (const phase of ['prestart', 'createRuntime', 'createContainer'] as const) await runHooks(hooks, phase, state);
+}
+
 /**
  * startContainer hooks run in the container (runtime spec: their path
  * resolves in the container namespace), so inside the guest, through the

@@ -6,7 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { loadBundle } from '../oci/bundle.js';
 import { OCI_VERSION, createContainerDir, publicState, removeContainerDir, socketDirFor, writeState, type ContainerState } from './state.js';
-import { runGuestHooks, runHooks } from './hooks.js';
+import { runCreateHooks, runGuestHooks, runHooks } from './hooks.js';
 import { controlSocketPath, serveControl } from './control.js';
 import { VmOps } from './vm-ops.js';
 import { serveExec } from './exec-server.js';
@@ -71,7 +71,7 @@ export async function runContainer(opts: RunOptions): Promise<number> {
       if (hold) {
         await running.created;
         hooksRan = true;
-        for (const phase of ['prestart', 'createRuntime', 'createContainer'] as const) await runHooks(hooks, phase, publicState(state));
+        await runCreateHooks(hooks, publicState(state));
         state = { ...state, status: 'created' };
         writeState(dir, state);
         await runGuestHooks(sandbox.agent, hooks, 'startContainer', publicState(state));

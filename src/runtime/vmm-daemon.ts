@@ -9,7 +9,7 @@ import path from 'node:path';
 import type net from 'node:net';
 import { loadBundle } from '../oci/bundle.js';
 import { containerDir, publicState, stateFile, writeState, type ContainerState } from './state.js';
-import { runGuestHooks, runHooks } from './hooks.js';
+import { runCreateHooks, runGuestHooks, runHooks } from './hooks.js';
 import type { Hooks } from '../oci/spec.js';
 import { Sandbox } from './sandbox.js';
 import { processSpec } from './translate.js';
@@ -92,9 +92,7 @@ export async function vmmDaemon(o: DaemonOptions): Promise<number> {
       throw e;
     }
     save({ pid: process.pid }, { vmmStartTime: processStartTime(process.pid), engine: sandbox.vm.engine.name, ...(sandbox.net ? { passtPid: sandbox.net.passt.pid, passtStartTime: processStartTime(sandbox.net.passt.pid) } : {}) });
-    for (const phase of ['prestart', 'createRuntime', 'createContainer'] as const) {
-      await runHooks(spec.hooks, phase, publicState(state));
-    }
+    await runCreateHooks(spec.hooks, publicState(state));
     if (o.preserveFds) {
       const r = relayFds(o.preserveFds, (fd, data) => { try { running.writeFd(fd, data); } catch { /* agent gone */ } });
       running.onFdData((fd, data) => r.fromGuest(fd, data));
