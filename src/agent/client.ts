@@ -4,7 +4,7 @@
 import net from 'node:net';
 import type { Writable } from 'node:stream';
 import {
-  FEATURE_EXTENSION_A, FEATURE_EXTENSION_B, FrameReader, MsgType, PROTOCOL_VERSION, ProtocolError, Tag, TlvWriter,
+  FEATURE_EXTENSION_A, FEATURE_EXTENSION_B, FEATURE_PROCFS, FrameReader, MsgType, PROTOCOL_VERSION, ProtocolError, Tag, TlvWriter,
   attrInt, attrString, encodeFrame, parseTlv, type Frame,
 } from './protocol.js';
 import { encodeNetwork, type GuestNetwork } from './net-attrs.js';
@@ -374,6 +374,11 @@ export class AgentConnection {
   /** True when the agent implements extension B (exec into the container's pid namespace, PS, extra fds). */
   get execCapable(): boolean {
     return ((this.hello.features ?? 0) & FEATURE_EXTENSION_B) !== 0;
+  }
+
+  /** True when the agent answers PROCFS (extension D): the container's /proc files. */
+  get procfsCapable(): boolean {
+    return ((this.hello.features ?? 0) & FEATURE_PROCFS) !== 0;
   }
 
   /** The container's processes; with `signal`, each is sent that signal (kill --all). */

@@ -27,6 +27,8 @@ export const MsgType = {
   UPDATE: 20,
   STATS: 21,
   RESULT: 22,
+  /** extension D: the container's /proc files */
+  PROCFS: 24,
 } as const;
 
 export const Tag = {
@@ -75,6 +77,7 @@ export const Tag = {
   CG_CPU_WEIGHT: 64,
   CG_PIDS_MAX: 65,
   CG_FILE: 66,
+  PROC_FILE: 68,
   CG_NAMESPACE: 67,
   // networking (docs/agent-protocol.md, "Networking")
   NET_LINK: 50,
@@ -90,6 +93,8 @@ export const FEATURE_EXTENSION_B = 2;
 export const FEATURE_CGROUP = 4;
 /** FEATURES bit: the agent configures eth0 from SETUP's NET_* attributes. */
 export const FEATURE_NET = 8;
+/** FEATURES bit: extension D, PROCFS (the container's /proc files for the host's /proc view). */
+export const FEATURE_PROCFS = 16;
 
 export interface Frame {
   type: number;

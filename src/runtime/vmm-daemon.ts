@@ -22,6 +22,8 @@ import { setCloexec } from '../sys/io.js';
 import { VmOps } from './vm-ops.js';
 import { execsSettled, serveExec } from './exec-server.js';
 import { relayFds } from './fd-relay.js';
+import { MsgType } from '../agent/protocol.js';
+import type { ProcView } from './proc-view/proc-view.js';
 
 export interface DaemonOptions {
   root: string;
@@ -64,6 +66,8 @@ export async function vmmDaemon(o: DaemonOptions): Promise<number> {
   let control: net.Server | undefined;
   let vmOps: VmOps | undefined;
   let relay: ReturnType<typeof relayFds> | undefined;
+  let procView: ProcView | null | undefined;
+  let procViewModule: Promise<typeof import('./proc-view/proc-view.js')> | undefined;
   try {
     const bundle = loadBundle(state.bundle);
     const spec = bundle.spec;
@@ -108,6 +112,8 @@ export async function vmmDaemon(o: DaemonOptions): Promise<number> {
       (req, sock, rest) => serveExec(execCtx, req, sock, rest));
     save({ status: 'created' });
     report({ ok: true });
+    // Loaded while the container waits for start, which enters it.
+    if (sandbox.agent.procfsCapable) procViewModule = import('./proc-view/proc-view.js');
     for (const sig of RELAYED) process.on(sig, () => { try { running.signal(os.constants.signals[sig]); } catch { /* gone */ } });
     const engineGone = sandbox.vm.engine.exited.then(() => ({ status: 255, waitStatus: 0, lost: true }));
     const exit = await Promise.race([running.exited.catch(() => ({ status: 255, waitStatus: 0, lost: true })), engineGone]);
@@ -126,6 +132,7 @@ export async function vmmDaemon(o: DaemonOptions): Promise<number> {
     return 255;
   } finally {
     control?.close();
+    procView?.close();
     // The terminal closes with this process, as a runc container's pty closes
     // with its process: closing it earlier lets podman see the end of the
     // output while the pid it watches still runs (and miss the exit code).
@@ -151,6 +158,11 @@ export async function vmmDaemon(o: DaemonOptions): Promise<number> {
         save({ status: 'running' });
         // A failing poststart hook is a warning, as in the runtime spec.
         await runHooks(hooks, 'poststart', publicState(state), (m) => log(`warning: ${m}`));
+        // After the last hook this process spawns: from here its main thread sees the guest's /proc.
+        if (procViewModule) {
+          const agent = sandbox!.agent;
+          procView = (await procViewModule).ProcView.enter({ fetch: () => agent.request(MsgType.PROCFS), log });
+        }
         if (terminal) {
           terminal.input.on('data', (d: Buffer) => { try { running.writeStdin(d); } catch { /* gone */ } });
           const syncSize = () => { try { const ws = terminal!.size(); if (ws.rows && ws.cols) running.resize(ws.rows, ws.cols); } catch { /* gone */ } };

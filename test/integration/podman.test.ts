@@ -220,6 +220,28 @@ describe('podman exec and top with husk', () => {
     expect(r.exitCode, o).toBe(5);
   });
 
+  it('lists the guest\'s container processes with plain podman top', async () => {
+    // podman's psgo reads /proc in the mount namespace of the container's pid
+    // (the VMM): husk's /proc view there shows the guest's processes.
+    const bg = await pm.run(['exec', '-d', ctr, 'sleep', '4242']);
+    expect(bg.exitCode, err(bg)).toBe(0);
+    const r = await pm.run(['top', ctr]);
+    expect(r.exitCode, err(r)).toBe(0);
+    const [header, ...rows] = out(r).split('\n');
+    expect(header!.split(/\s+/)).toEqual(['USER', 'PID', 'PPID', '%CPU', 'ELAPSED', 'TTY', 'TIME', 'COMMAND']);
+    const init = rows.find((l) => /^root\s+1\s+0\s+.*sleep 100000\s*$/.test(l));
+    expect(init, out(r)).toBeDefined();
+    const execd = rows.find((l) => /^root\s+\d+\s+0\s+.*sleep 4242\s*$/.test(l));
+    expect(execd, out(r)).toBeDefined();
+    expect(rows.length, out(r)).toBe(2); // nothing of the host: no VMM, QEMU, conmon
+    // ELAPSED is measured against the guest's boot time: seconds, not the host's uptime.
+    expect(init!.split(/\s+/)[4], out(r)).toMatch(/^(\d+m)?\d+(\.\d+)?s$/);
+    const custom = await pm.run(['top', ctr, 'pid', 'comm', 'state']);
+    expect(custom.exitCode, err(custom)).toBe(0);
+    expect(out(custom).split('\n').slice(1).map((l) => l.trim().split(/\s+/).slice(0, 2).join(' ')).sort()).toEqual(['1 sleep', expect.stringMatching(/^\d+ sleep$/)].sort());
+    await pm.run(['exec', ctr, 'pkill', '-f', 'sleep 4242']);
+  });
+
   it('lists the container\'s processes with podman top and ps(1) options', async () => {
     // With ps(1) options podman 4.3 runs ps inside the container through the
     // runtime's exec: the guest's processes, pid 1 the container's init.

@@ -16,6 +16,7 @@
 #include "agent.h"
 #include "bufq.h"
 #include "log.h"
+#include "procfs.h"
 #include "proto.h"
 
 #define PS_MAX 4096          /* processes listed */
@@ -36,6 +37,13 @@ int ctr_enter(int init)
 	}
 	if (ctr_ns < 0)
 		return ctr_gone ? -ESRCH : 0; /* no init yet (or no SETUP): the agent's namespace */
+	return setns(ctr_ns, CLONE_NEWPID) < 0 ? -errno : 0;
+}
+
+int ctr_enter_live(void)
+{
+	if (ctr_ns < 0)
+		return -ESRCH;
 	return setns(ctr_ns, CLONE_NEWPID) < 0 ? -errno : 0;
 }
 
@@ -64,6 +72,7 @@ void ctr_reaped(pid_t pid)
 	ctr_ns = -1;
 	ctr_init = 0;
 	ctr_gone = 1;
+	procfs_container_gone();
 	log_debug("the container's init exited");
 }
 

@@ -20,6 +20,7 @@
 #include "proto.h"
 #include "setup.h"
 #include "container.h"
+#include "procfs.h"
 
 /* Stop reading process output while this much is queued for the host. */
 #define OUT_HIGH_WATER (1u << 20)
@@ -86,6 +87,9 @@ static int on_message(struct conn *c, const struct msg *m)
 	case T_STATS:
 		cgroup_handle_stats(c, m->id, m->payload, m->len);
 		break;
+	case T_PROCFS:
+		procfs_handle(c, m->id, m->payload, m->len);
+		break;
 	default:
 		conn_send_error(c, m->id, ENOSYS, "unknown message type %u", m->type);
 		break;
@@ -135,7 +139,7 @@ static void send_hello(struct conn *c)
 	buf_init(&b);
 	tlv_put_u32(&b, A_VERSION, PROTOCOL_VERSION);
 	tlv_put_str(&b, A_AGENT, AGENT_NAME);
-	tlv_put_u32(&b, A_FEATURES, FEATURE_EXTENSION_A | FEATURE_EXTENSION_B | FEATURE_CGROUP | FEATURE_NET);
+	tlv_put_u32(&b, A_FEATURES, FEATURE_EXTENSION_A | FEATURE_EXTENSION_B | FEATURE_CGROUP | FEATURE_NET | FEATURE_PROCFS);
 	conn_send(c, T_HELLO, 0, b.data, b.len);
 	buf_free(&b);
 	log_debug("send HELLO");

@@ -37,6 +37,8 @@ enum msg_type {
 	T_UPDATE = 20,
 	T_STATS = 21,
 	T_RESULT = 22,
+	/* extension D: the container's /proc files */
+	T_PROCFS = 24,
 };
 
 enum tlv_tag {
@@ -90,6 +92,8 @@ enum tlv_tag {
 	A_CG_PIDS_MAX = 65,
 	A_CG_FILE = 66,
 	A_CG_NAMESPACE = 67,
+	/* extension D: RESULT of PROCFS */
+	A_PROC_FILE = 68,
 	/* networking (SETUP) */
 	A_NET_LINK = 50,
 	A_NET_ADDR = 51,
@@ -101,6 +105,7 @@ enum tlv_tag {
 #define FEATURE_EXTENSION_B 2u
 #define FEATURE_CGROUP 4u
 #define FEATURE_NET 8u
+#define FEATURE_PROCFS 16u
 
 /* ---- TLV ---- */
 
