@@ -2,7 +2,7 @@
 """Host test of protocol extension C in test mode (--test-fd): HELLO
 announces FEATURES bit 2, UPDATE checks every resource attribute before
 anything (test mode applies nothing and answers RESULT), STATS without a
-cgroup is ENOTSUP. The guest cgroup itself is tested with real VMs
+cgroup is ENOTSUP; extension D's PROCFS without a container is ESRCH. The guest cgroup itself is tested with real VMs
 (test/integration/pause.test.ts).
 
 Usage: python3 test/test_cgroup.py build/husk-agent
@@ -19,6 +19,7 @@ import test_agent as t  # noqa: E402
 t.AGENT = sys.argv[1] if len(sys.argv) > 1 else "build/husk-agent"
 
 UPDATE, STATS, RESULT = 20, 21, 22
+PROCFS = 24
 SETUP, SETUP_DONE = 13, 14
 CG_NAMESPACE = 67
 MEM_MAX, SWAP_MAX, MEM_LOW, CPU_MAX, CPU_WEIGHT, PIDS_MAX = range(60, 66)
@@ -75,6 +76,13 @@ def main():
     a.send(STATS, 9, b"")
     a.expect_error(9, errno.ENOTSUP, "no container cgroup")
     print("ok   STATS without a cgroup")
+
+    # Extension D: PROCFS needs the container's pid namespace (a real VM:
+    # test/integration/podman.test.ts, plain podman top).
+    assert feats & 16, feats
+    a.send(PROCFS, 10, b"")
+    a.expect_error(10, errno.ESRCH, "container not running")
+    print("ok   PROCFS without a container")
     assert a.close() == 0
     print("all passed")
 

@@ -14,6 +14,7 @@ import {
   attrOut, entryOut, openOut, timeoutFromSeconds, writeDirent, align8, DIRENT_HEADER_SIZE,
 } from '../../vmm/devices/fs/fuse-protocol.js';
 import type { Stat } from '../../sys/fsops.js';
+import { SysError } from '../../sys/libc.js';
 import { PID_MAX, PROCESS_FILES, TOP_FILES, emptySnapshot, type ProcSnapshot } from './snapshot.js';
 
 const E = os.constants.errno;
@@ -89,7 +90,8 @@ export class ProcViewFs {
       const body = this.dispatch(req, out.bodyCapacity);
       return out.send(req.unique, 0, body);
     } catch (e) {
-      const errno = e instanceof FsError ? e.errno : E.EIO;
+      // FsError from here, SysError from the request decoder (bad names, short arguments).
+      const errno = e instanceof FsError || e instanceof SysError ? e.errno : E.EIO;
       return out.send(req.unique, -errno, null);
     }
   }
