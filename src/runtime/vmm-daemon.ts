@@ -67,9 +67,11 @@ export async function vmmDaemon(o: DaemonOptions): Promise<number> {
   let vmOps: VmOps | undefined;
   let relay: ReturnType<typeof relayFds> | undefined;
   let procView: ProcView | null | undefined;
+  let rootfsPath: string | undefined;
   let procViewModule: Promise<typeof import('./proc-view/proc-view.js')> | undefined;
   try {
     const bundle = loadBundle(state.bundle);
+    rootfsPath = bundle.rootfs;
     const spec = bundle.spec;
     sandbox = await Sandbox.boot({ stateDir: dir, socketDir: state.husk.socketDir, bundle, log, debug: o.debug, setup: true,
       onNetworkLost: (msg) => save({}, { networkError: msg }) });
@@ -161,7 +163,7 @@ export async function vmmDaemon(o: DaemonOptions): Promise<number> {
         // After the last hook this process spawns: from here its main thread sees the guest's /proc.
         if (procViewModule) {
           const agent = sandbox!.agent;
-          procView = (await procViewModule).ProcView.enter({ fetch: () => agent.request(MsgType.PROCFS), log });
+          procView = (await procViewModule).ProcView.enter({ fetch: () => agent.request(MsgType.PROCFS), log, rootfs: rootfsPath });
         }
         if (terminal) {
           terminal.input.on('data', (d: Buffer) => { try { running.writeStdin(d); } catch { /* gone */ } });

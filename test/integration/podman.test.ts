@@ -223,7 +223,9 @@ describe('podman exec and top with husk', () => {
   it('lists the guest\'s container processes with plain podman top', async () => {
     // podman's psgo reads /proc in the mount namespace of the container's pid
     // (the VMM): husk's /proc view there shows the guest's processes.
-    const bg = await pm.run(['exec', '-d', ctr, 'sleep', '4242']);
+    // USER names come from the container's /etc/passwd, as with runc (the host has no "husktop").
+    expect((await pm.run(['exec', ctr, 'sh', '-c', 'echo husktop:x:4242:4242::/:/bin/sh >> /etc/passwd'])).exitCode).toBe(0);
+    const bg = await pm.run(['exec', '-d', '-u', '4242', ctr, 'sleep', '4242']);
     expect(bg.exitCode, err(bg)).toBe(0);
     const r = await pm.run(['top', ctr]);
     expect(r.exitCode, err(r)).toBe(0);
@@ -231,7 +233,7 @@ describe('podman exec and top with husk', () => {
     expect(header!.split(/\s+/)).toEqual(['USER', 'PID', 'PPID', '%CPU', 'ELAPSED', 'TTY', 'TIME', 'COMMAND']);
     const init = rows.find((l) => /^root\s+1\s+0\s+.*sleep 100000\s*$/.test(l));
     expect(init, out(r)).toBeDefined();
-    const execd = rows.find((l) => /^root\s+\d+\s+0\s+.*sleep 4242\s*$/.test(l));
+    const execd = rows.find((l) => /^husktop\s+\d+\s+0\s+.*sleep 4242\s*$/.test(l));
     expect(execd, out(r)).toBeDefined();
     expect(rows.length, out(r)).toBe(2); // nothing of the host: no VMM, QEMU, conmon
     // ELAPSED is measured against the guest's boot time: seconds, not the host's uptime.

@@ -9,7 +9,9 @@
 // (the server answering it is that same thread). It enters only after the
 // start hooks ran; worker threads started earlier keep the host's /proc.
 import fs from 'node:fs';
-import { enterPrivateMountNamespace, mount, detach, MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_RDONLY } from '../../sys/mount.js';
+import os from 'node:os';
+import { AT_FDCWD, O_CLOEXEC, O_DIRECTORY, O_NOFOLLOW, O_PATH, closeQuiet, fstat, openat } from '../../sys/fsops.js';
+import { enterPrivateMountNamespace, mount, detach, MS_BIND, MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_RDONLY } from '../../sys/mount.js';
 import { ProcViewFs } from './proc-fs.js';
 import { emptySnapshot, parseProcFiles, type ProcSnapshot } from './snapshot.js';
 
@@ -21,9 +23,33 @@ const STALE_MS = 1000;
 const FETCH_TIMEOUT_MS = 3000;
 
 export interface ProcViewOptions {
+  /** The container's rootfs on the host: its /etc/passwd and /etc/group name users in the view, as in the container. */
+  rootfs?: string;
   /** The agent's PROCFS answer (RESULT payload). */
   fetch: () => Promise<Uint8Array>;
   log: (msg: string) => void;
+}
+
+/**
+ * Binds the container's /etc/<name> over the host's, in the private
+ * namespace only. The rootfs is the container's to change: each step
+ * refuses symlinks, and only a regular file is bound.
+ */
+function bindContainerFile(rootfs: string, name: string, log: (msg: string) => void): void {
+  const fds: number[] = [];
+  try {
+    fds.push(openat(AT_FDCWD, rootfs, O_PATH | O_DIRECTORY | O_CLOEXEC));
+    fds.push(openat(fds[0]!, 'etc', O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    const fd = openat(fds[1]!, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+    fds.push(fd);
+    if ((fstat(fd).mode & 0o170000) !== 0o100000) return;
+    mount(`/proc/self/fd/${fd}`, `/etc/${name}`, '', MS_BIND, null);
+  } catch (e) {
+    // No such file in the container: names fall back to the host's, or to numbers.
+    if ((e as { errno?: number }).errno !== os.constants.errno.ENOENT) log(`/proc view: /etc/${name}: ${(e as Error).message}`);
+  } finally {
+    for (const fd of fds) closeQuiet(fd);
+  }
 }
 
 export class ProcView {
@@ -45,6 +71,8 @@ export class ProcView {
     let fd = -1;
     try {
       enterPrivateMountNamespace();
+      // Before /proc is replaced: the binds go through /proc/self/fd.
+      if (o.rootfs) for (const f of ['passwd', 'group']) bindContainerFile(o.rootfs, f, o.log);
       fd = fs.openSync('/dev/fuse', 'r+');
       mount('husk-proc', '/proc', 'fuse', MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RDONLY,
         `fd=${fd},rootmode=40555,user_id=0,group_id=0,allow_other`);
