@@ -5,8 +5,10 @@ import net from 'node:net';
 import type { Writable } from 'node:stream';
 import {
   FEATURE_EXTENSION_A, FEATURE_EXTENSION_B, FEATURE_PROCFS, FrameReader, MsgType, PROTOCOL_VERSION, ProtocolError, Tag, TlvWriter,
-  attrInt, attrString, encodeFrame, parseTlv, type Frame,
+  attrInt, attrString, encodeFrame, parseTlv, winsizeBytes, type Frame,
 } from './protocol.js';
+
+export { winsizeBytes };
 import { encodeNetwork, type GuestNetwork } from './net-attrs.js';
 
 export interface ProcessSpec {
@@ -111,12 +113,6 @@ export function encodeRun(spec: ProcessSpec, hold: boolean): Uint8Array {
   return w.finish();
 }
 
-export function winsizeBytes(ws: { rows: number; cols: number }): Uint8Array {
-  const b = new Uint8Array(4);
-  new DataView(b.buffer).setUint16(0, ws.rows, true);
-  new DataView(b.buffer).setUint16(2, ws.cols, true);
-  return b;
-}
 
 export function encodeSetup(s: SetupSpec): Uint8Array {
   const w = new TlvWriter();

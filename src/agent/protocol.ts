@@ -211,6 +211,14 @@ export class TlvWriter {
   }
 }
 
+/** WINSIZE's value: rows, cols (u16 each). */
+export function winsizeBytes(ws: { rows: number; cols: number }): Uint8Array {
+  const b = new Uint8Array(4);
+  new DataView(b.buffer).setUint16(0, ws.rows, true);
+  new DataView(b.buffer).setUint16(2, ws.cols, true);
+  return b;
+}
+
 export function parseTlv(payload: Uint8Array): Attr[] {
   const out: Attr[] = [];
   const v = new DataView(payload.buffer, payload.byteOffset, payload.byteLength);

@@ -5,8 +5,7 @@
 // signals it receives; its exit status is the process's.
 import net from 'node:net';
 import os from 'node:os';
-import { FrameReader, MsgType, Tag, TlvWriter, attrInt, attrString, encodeFrame, parseTlv, type Frame } from '../agent/protocol.js';
-import { winsizeBytes } from '../agent/client.js';
+import { FrameReader, MsgType, Tag, TlvWriter, attrInt, attrString, encodeFrame, parseTlv, winsizeBytes, type Frame } from '../agent/protocol.js';
 import type { ExecRequest } from './control.js';
 // console.js and fd-relay.js load koffi: imported only when needed (exec's start-up is on the clock).
 import type { HostTerminal } from './console.js';

@@ -68,7 +68,7 @@ export class Sandbox {
     const plan = opts.setup ? setupSpec(bundle.spec, bundle.dir) : undefined;
     if (plan) exports = plan.exports;
     const devices: DeviceSpec[] = [
-      { kind: 'fs', tag: ROOTFS_TAG, root: bundle.rootfs, readonly: false },
+      { kind: 'fs', tag: ROOTFS_TAG, root: bundle.rootfs, readonly: false, keepCache: true },
       { kind: 'vsock', guestCid: GUEST_CID, udsPath: vsockBase },
     ];
     if (exports.length) {

@@ -117,6 +117,25 @@ describe('husk run (tcg engine)', () => {
     expect(fs.readFileSync(path.join(b, 'rootfs/tmp/from-guest.txt'), 'utf8')).toBe('from-guest\n');
   });
 
+  it('keeps file pages across opens, yet sees a file the host changed once its attributes expire', async () => {
+    // The rootfs lets the guest keep page cache across opens (FOPEN_KEEP_CACHE
+    // with AUTO_INVAL_DATA): a host write must still show after the 1 s attribute timeout.
+    const b = mkBundle('coherence', ['sh', '-c', 'cat /data.txt; cat /data.txt; read go; sleep 2; cat /data.txt']);
+    const data = path.join(b, 'rootfs/data.txt');
+    fs.writeFileSync(data, 'first version\n');
+    const id = uniqueId('coherence');
+    const run = husk(root, ['run', '--bundle', b, id], { stdin: 'pipe' });
+    let out = '';
+    run.stdout!.on('data', (d: Buffer) => { out += d.toString(); });
+    const end = Date.now() + 120_000;
+    while (out !== 'first version\nfirst version\n' && Date.now() < end) await new Promise((r) => setTimeout(r, 50));
+    fs.writeFileSync(data, 'second, longer version\n');
+    run.stdin!.end('go\n');
+    const r = await run;
+    expect(r.exitCode, text(r.stderr)).toBe(0);
+    expect(out).toBe('first version\nfirst version\nsecond, longer version\n');
+  });
+
   it('never lets the guest reach files outside the shared tree', async () => {
     const b = mkBundle('escape', ['sh', '-c', [
       'cat /../outside.txt', 'cat ../../../outside.txt', 'cat /rel-link', 'cat /abs-link', 'cat /dir-link/outside.txt',

@@ -9,6 +9,7 @@ import {
   FuseDriver, cstr, parseAttr, parseDirents, parseEntry, u32s, u64s, type Entry,
 } from '../../src/vmm/devices/fs/fuse-driver.js';
 import {
+  FUSE_AUTO_INVAL_DATA, FOPEN_KEEP_CACHE,
   ATTR_OUT_SIZE, ENTRY_OUT_SIZE, FATTR_ATIME, FATTR_FH, FATTR_GID, FATTR_MODE, FATTR_MTIME, FATTR_MTIME_NOW,
   FATTR_SIZE, FATTR_UID, FUSE_DO_READDIRPLUS, FUSE_EXPORT_SUPPORT, FUSE_POSIX_LOCKS, FUSE_WRITEBACK_CACHE,
   INIT_OUT_SIZE, OPEN_OUT_SIZE, Op, STATFS_OUT_SIZE,
@@ -109,6 +110,26 @@ describe('INIT', () => {
     const newer = drv.call(Op.INIT, 0, [u32s(8, 0, 0, 0)]);
     expect(newer.error).toBe(0);
     expect(newer.body.readUInt32LE(0)).toBe(7);
+  });
+
+  it('keeps the guest\'s page cache across opens only with keepCache and AUTO_INVAL_DATA', () => {
+    fs.writeFileSync(path.join(dir, 'f'), 'x');
+    const openFlags = (d: FuseDriver, nodeid: number) => d.ok(Op.OPEN, nodeid, [u32s(O_RDONLY, 0)]).readUInt32LE(8);
+    // Without keepCache (binds shared with the host): every open reads again.
+    initServer(drv);
+    expect(openFlags(drv, lookup(1, 'f').nodeid)).toBe(0);
+    const cached = new FuseServer({ root: dir, keepCache: true });
+    try {
+      const d = new FuseDriver(cached);
+      expect(initServer(d).readUInt32LE(12) & FUSE_AUTO_INVAL_DATA).toBeTruthy();
+      const f = parseEntry(d.ok(Op.LOOKUP, 1, [cstr('f')])).nodeid;
+      expect(openFlags(d, f)).toBe(FOPEN_KEEP_CACHE);
+      // A kernel without AUTO_INVAL_DATA would never drop stale pages: no KEEP_CACHE then.
+      initServer(d, KERNEL_FLAGS & ~FUSE_AUTO_INVAL_DATA);
+      expect(openFlags(d, parseEntry(d.ok(Op.LOOKUP, 1, [cstr('f')])).nodeid)).toBe(0);
+    } finally {
+      cached.close();
+    }
   });
 
   it('DESTROY drops every node and handle', () => {

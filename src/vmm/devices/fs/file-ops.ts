@@ -53,7 +53,7 @@ export function open(ctx: FsContext, req: Request): OpResult {
   const ino = inodeOf(ctx, req.nodeid);
   requireRegular(ino);
   const fd = openat(AT_FDCWD, procPath(ino.fd), hostFlags(ino.export, req.u32(0)));
-  return openOut(ctx.handles.add(fd, ino.nodeid, false, ino.export).fh);
+  return openOut(ctx.handles.add(fd, ino.nodeid, false, ino.export).fh, ctx.openFlags);
 }
 
 function entryAndOpen(entry: Uint8Array, open: Uint8Array): Uint8Array {
@@ -102,7 +102,7 @@ export function create(ctx: FsContext, req: Request): OpResult {
   }
   const ino = ctx.inodes.ref(pathFd, st, parent.export!);
   const h = ctx.handles.add(fd, ino.nodeid, false, ino.export);
-  return entryAndOpen(entryOut(ino.nodeid, st, ctx.timeout), openOut(h.fh));
+  return entryAndOpen(entryOut(ino.nodeid, st, ctx.timeout), openOut(h.fh, ctx.openFlags));
 }
 
 /** CREATE without O_EXCL on a name that exists: an ordinary lookup + open. */
@@ -112,7 +112,7 @@ function openExisting(ctx: FsContext, parent: Inode, name: Buffer, flags: number
     requireRegular(ino);
     const fd = openat(AT_FDCWD, procPath(ino.fd), flags);
     const h = ctx.handles.add(fd, ino.nodeid, false, ino.export);
-    return entryAndOpen(entryOut(ino.nodeid, flags & O_TRUNC ? fstat(ino.fd) : st, ctx.timeout), openOut(h.fh));
+    return entryAndOpen(entryOut(ino.nodeid, flags & O_TRUNC ? fstat(ino.fd) : st, ctx.timeout), openOut(h.fh, ctx.openFlags));
   } catch (e) {
     ctx.inodes.forget(ino.nodeid, 1);
     throw e;

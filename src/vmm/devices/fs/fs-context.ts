@@ -30,6 +30,13 @@ export interface FsContext {
   readonly synthetic: SyntheticRoot | null;
   /** Entry and attribute cache validity handed to the kernel. */
   readonly timeout: Timeout;
+  /**
+   * open_out flags for regular files: FOPEN_KEEP_CACHE once INIT agreed on
+   * AUTO_INVAL_DATA, so the guest keeps a file's pages across opens (an exec
+   * of the same binary reads nothing again) and still drops them when a
+   * refreshed attribute shows the file changed on the host.
+   */
+  openFlags: number;
 }
 
 /**

@@ -75,6 +75,7 @@ export const FUSE_ATOMIC_O_TRUNC = 1 << 3;
 export const FUSE_EXPORT_SUPPORT = 1 << 4;
 export const FUSE_BIG_WRITES = 1 << 5;
 export const FUSE_DONT_MASK = 1 << 6;
+export const FUSE_AUTO_INVAL_DATA = 1 << 12;
 export const FUSE_DO_READDIRPLUS = 1 << 13;
 export const FUSE_READDIRPLUS_AUTO = 1 << 14;
 export const FUSE_WRITEBACK_CACHE = 1 << 16;
@@ -207,6 +208,10 @@ export function attrOut(st: Stat, t: Timeout): Buffer {
   writeAttr(b, 16, st);
   return b;
 }
+
+// fuse_open_out.open_flags
+export const FOPEN_DIRECT_IO = 1 << 0;
+export const FOPEN_KEEP_CACHE = 1 << 1;
 
 export function openOut(fh: number, openFlags = 0): Buffer {
   const b = Buffer.alloc(OPEN_OUT_SIZE);

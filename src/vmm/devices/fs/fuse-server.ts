@@ -7,7 +7,7 @@ import { BadRequest, Reply, Request } from './fuse-io.js';
 import {
   FUSE_ASYNC_READ, FUSE_ATOMIC_O_TRUNC, FUSE_BIG_WRITES, FUSE_DO_READDIRPLUS, FUSE_DONT_MASK,
   FUSE_KERNEL_VERSION, FUSE_MAX_PAGES, FUSE_MIN_MINOR, FUSE_OUR_MINOR, FUSE_PARALLEL_DIROPS,
-  FUSE_READDIRPLUS_AUTO, INIT_IN_MIN_SIZE, INIT_OUT_SIZE, Op, opName, timeoutFromSeconds,
+  FUSE_READDIRPLUS_AUTO, FUSE_AUTO_INVAL_DATA, FOPEN_KEEP_CACHE, INIT_IN_MIN_SIZE, INIT_OUT_SIZE, Op, opName, timeoutFromSeconds,
 } from './fuse-protocol.js';
 import { E, fail, type FsContext, type OpHandler, type OpResult, type SyntheticRoot } from './fs-context.js';
 import { InodeTable } from './inode-table.js';
@@ -40,6 +40,14 @@ export interface FuseServerOptions {
   log?: (msg: string) => void;
   /** Entry/attribute cache validity in seconds (default 1). */
   timeout?: number;
+  /**
+   * Let the guest keep a file's cached pages when it opens the file again
+   * (with AUTO_INVAL_DATA: dropped once a refreshed attribute shows a change
+   * on the host, so host writes show within the attribute timeout). For a
+   * tree the guest owns, like the container's rootfs. Without it every open
+   * reads the file again: host writes show at the next open.
+   */
+  keepCache?: boolean;
 }
 
 /** Largest WRITE/READ payload we accept, and the page count that covers it. */
@@ -55,10 +63,13 @@ const MAX_PAGES = MAX_WRITE / 4096;
  *  BIG_WRITES, MAX_PAGES        - max_write / max_pages below
  *  DONT_MASK                    - we apply the request's umask ourselves
  *  DO_READDIRPLUS, READDIRPLUS_AUTO - READDIRPLUS is implemented
+ *  AUTO_INVAL_DATA              - the kernel drops a file's cached pages when
+ *                                 its mtime or size changed; with it, opens
+ *                                 keep the page cache (FsContext.openFlags)
  */
 export const OFFERED_INIT_FLAGS =
   FUSE_ASYNC_READ | FUSE_ATOMIC_O_TRUNC | FUSE_BIG_WRITES | FUSE_DONT_MASK | FUSE_DO_READDIRPLUS |
-  FUSE_READDIRPLUS_AUTO | FUSE_PARALLEL_DIROPS | FUSE_MAX_PAGES;
+  FUSE_READDIRPLUS_AUTO | FUSE_PARALLEL_DIROPS | FUSE_MAX_PAGES | FUSE_AUTO_INVAL_DATA;
 
 const ops = new Map<number, OpHandler>([
   [Op.LOOKUP, node.lookup],
@@ -118,8 +129,10 @@ export class FuseServer {
   private logLines = 0;
   private initialized = false;
   private closed = false;
+  private readonly keepCache: boolean;
 
   constructor(opts: FuseServerOptions) {
+    this.keepCache = opts.keepCache ?? false;
     this.logFn = opts.log ?? (() => {});
     const hasRoot = opts.root !== undefined;
     const hasExports = opts.exports !== undefined;
@@ -146,6 +159,7 @@ export class FuseServer {
       handles: new HandleTable(),
       synthetic,
       timeout: timeoutFromSeconds(opts.timeout ?? 1),
+      openFlags: 0,
     };
   }
 
@@ -231,6 +245,7 @@ export class FuseServer {
     // A second INIT (guest kernel restarted without DESTROY) starts afresh.
     if (this.initialized) this.reset();
     const flags = (kernelFlags & OFFERED_INIT_FLAGS) >>> 0;
+    this.ctx.openFlags = this.keepCache && flags & FUSE_AUTO_INVAL_DATA ? FOPEN_KEEP_CACHE : 0;
     b.writeUInt32LE(maxReadahead, 8);
     b.writeUInt32LE(flags, 12);
     b.writeUInt16LE(0, 16); // max_background: kernel default

@@ -17,6 +17,8 @@ export interface VirtioFsOptions {
   tag: string;
   readonly?: boolean;
   requestQueues?: number;
+  /** The guest keeps file pages across opens (see FuseServerOptions.keepCache). */
+  keepCache?: boolean;
 }
 
 export class VirtioFsDevice implements VirtioDevice {
@@ -38,6 +40,7 @@ export class VirtioFsDevice implements VirtioDevice {
       ...(opts.exports !== undefined ? { exports: opts.exports } : {}),
       ...(opts.root !== undefined ? { root: opts.root } : {}),
       readonly: opts.readonly ?? false,
+      keepCache: opts.keepCache ?? false,
       log: (m) => this.env?.log(`virtio-fs: ${m}`),
     });
   }
