@@ -10,7 +10,7 @@ import type net from 'node:net';
 import { loadBundle } from '../oci/bundle.js';
 import { containerDir, publicState, stateFile, writeState, type ContainerState } from './state.js';
 import { runCreateHooks, runGuestHooks, runHooks } from './hooks.js';
-import type { Hooks } from '../oci/spec.js';
+import type { Hooks, Mount } from '../oci/spec.js';
 import { Sandbox } from './sandbox.js';
 import { processSpec } from './translate.js';
 import { controlSocketPath, serveControl, type ControlReply, type ControlRequest } from './control.js';
@@ -23,7 +23,7 @@ import { VmOps } from './vm-ops.js';
 import { execsSettled, serveExec } from './exec-server.js';
 import { relayFds } from './fd-relay.js';
 import { MsgType } from '../agent/protocol.js';
-import type { ProcView } from './proc-view/proc-view.js';
+import type { ContainerView } from './container-view/container-view.js';
 
 export interface DaemonOptions {
   root: string;
@@ -66,12 +66,12 @@ export async function vmmDaemon(o: DaemonOptions): Promise<number> {
   let control: net.Server | undefined;
   let vmOps: VmOps | undefined;
   let relay: ReturnType<typeof relayFds> | undefined;
-  let procView: ProcView | null | undefined;
-  let rootfsPath: string | undefined;
-  let procViewModule: Promise<typeof import('./proc-view/proc-view.js')> | undefined;
+  let view: ContainerView | null | undefined;
+  let viewModule: Promise<typeof import('./container-view/container-view.js')> | undefined;
+  let viewOf: { rootfs: string; bundleDir: string; mounts: Mount[] } | undefined;
   try {
     const bundle = loadBundle(state.bundle);
-    rootfsPath = bundle.rootfs;
+    viewOf = { rootfs: bundle.rootfs, bundleDir: bundle.dir, mounts: bundle.spec.mounts ?? [] };
     const spec = bundle.spec;
     sandbox = await Sandbox.boot({ stateDir: dir, socketDir: state.husk.socketDir, bundle, log, debug: o.debug, setup: true,
       onNetworkLost: (msg) => save({}, { networkError: msg }) });
@@ -115,12 +115,13 @@ export async function vmmDaemon(o: DaemonOptions): Promise<number> {
     save({ status: 'created' });
     report({ ok: true });
     // Loaded while the container waits for start, which enters it.
-    if (sandbox.agent.procfsCapable) procViewModule = import('./proc-view/proc-view.js');
+    viewModule = import('./container-view/container-view.js');
     for (const sig of RELAYED) process.on(sig, () => { try { running.signal(os.constants.signals[sig]); } catch { /* gone */ } });
     const engineGone = sandbox.vm.engine.exited.then(() => ({ status: 255, waitStatus: 0, lost: true }));
     const exit = await Promise.race([running.exited.catch(() => ({ status: 255, waitStatus: 0, lost: true })), engineGone]);
     if ('lost' in exit) log('the VM went away before the container process exited');
     save({ status: 'stopped' }, { exitStatus: exit.status });
+    log(`container process exited with status ${exit.status}`);
     await execsSettled(2000);
     await flush(out);
     await flush(err);
@@ -134,12 +135,13 @@ export async function vmmDaemon(o: DaemonOptions): Promise<number> {
     return 255;
   } finally {
     control?.close();
-    procView?.close();
+    view?.close();
     // The terminal closes with this process, as a runc container's pty closes
     // with its process: closing it earlier lets podman see the end of the
     // output while the pid it watches still runs (and miss the exit code).
     // The pid file's process must end as soon as the container has: delete reaps passt.
     await sandbox?.stop(2000, false);
+    log('VM stopped');
     terminal?.close();
     fs.rmSync(state.husk.socketDir, { recursive: true, force: true });
   }
@@ -160,10 +162,11 @@ export async function vmmDaemon(o: DaemonOptions): Promise<number> {
         save({ status: 'running' });
         // A failing poststart hook is a warning, as in the runtime spec.
         await runHooks(hooks, 'poststart', publicState(state), (m) => log(`warning: ${m}`));
-        // After the last hook this process spawns: from here its main thread sees the guest's /proc.
-        if (procViewModule) {
+        // After the last hook this process spawns: from here, whoever joins this
+        // process's mount namespace (podman cp, podman top) finds the container.
+        if (viewModule && viewOf) {
           const agent = sandbox!.agent;
-          procView = (await procViewModule).ProcView.enter({ fetch: () => agent.request(MsgType.PROCFS), log, rootfs: rootfsPath });
+          view = (await viewModule).ContainerView.enter({ ...viewOf, log, fetch: agent.procfsCapable ? () => agent.request(MsgType.PROCFS) : undefined });
         }
         if (terminal) {
           terminal.input.on('data', (d: Buffer) => { try { running.writeStdin(d); } catch { /* gone */ } });

@@ -14,9 +14,12 @@ export const MS_NOSUID = 0x2;
 export const MS_NODEV = 0x4;
 export const MS_NOEXEC = 0x8;
 export const MS_BIND = 0x1000;
-const MS_REC = 0x4000;
+export const MS_REMOUNT = 0x20;
+export const MS_REC = 0x4000;
 const MS_PRIVATE = 1 << 18;
+export const MS_SHARED = 1 << 20;
 const MNT_DETACH = 2;
+const UMOUNT_NOFOLLOW = 8;
 
 /**
  * Moves the calling thread into a new mount namespace whose mounts are all
@@ -31,6 +34,7 @@ export function mount(source: string, target: string, fstype: string, flags: num
   check('mount', c_mount(source, target, fstype, flags, data) as number);
 }
 
+/** Lazy unmount; a symlink at `target` is not followed. */
 export function detach(target: string): void {
-  check('umount2', c_umount2(target, MNT_DETACH) as number);
+  check('umount2', c_umount2(target, MNT_DETACH | UMOUNT_NOFOLLOW) as number);
 }

@@ -244,6 +244,41 @@ describe('podman exec and top with husk', () => {
     await pm.run(['exec', ctr, 'pkill', '-f', 'sleep 4242']);
   });
 
+  it('podman cp copies into and out of the running container\'s rootfs and volumes, never the host\'s /', async () => {
+    // podman cp joins the mount namespace of the container's pid (the VMM)
+    // and copies at the root it finds there: husk's container view.
+    const vol = path.join(tmp.dir, 'cp-vol');
+    fs.mkdirSync(vol, { recursive: true });
+    fs.writeFileSync(path.join(vol, 'on-host.txt'), 'volume file\n');
+    const c = await pm.run(['run', '-d', '--network', 'none', '-v', `${vol}:/data`, IMAGE, 'sh', '-c', 'echo made-in-guest > /guest.txt; exec sleep 100000']);
+    expect(c.exitCode, err(c)).toBe(0);
+    const id = out(c).trim();
+    try {
+      for (let i = 0; (await pm.run(['exec', id, 'test', '-e', '/guest.txt'])).exitCode !== 0; i++) {
+        if (i > 300) throw new Error('container never wrote /guest.txt');
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      const name = `husk-cp-${process.pid}.txt`;
+      const src = path.join(tmp.dir, name);
+      fs.writeFileSync(src, 'copied in\n');
+      expect((await pm.run(['cp', src, `${id}:/${name}`])).exitCode).toBe(0);
+      expect(fs.existsSync(`/${name}`)).toBe(false); // not the host's root
+      expect(out(await pm.run(['exec', id, 'cat', `/${name}`]))).toBe('copied in');
+      const back = path.join(tmp.dir, 'guest-back.txt');
+      const r = await pm.run(['cp', `${id}:/guest.txt`, back]);
+      expect(r.exitCode, err(r)).toBe(0);
+      expect(fs.readFileSync(back, 'utf8')).toBe('made-in-guest\n');
+      // A volume is where it is in the container.
+      expect((await pm.run(['cp', src, `${id}:/data/copied.txt`])).exitCode).toBe(0);
+      expect(fs.readFileSync(path.join(vol, 'copied.txt'), 'utf8')).toBe('copied in\n');
+      const fromVol = path.join(tmp.dir, 'from-vol.txt');
+      expect((await pm.run(['cp', `${id}:/data/on-host.txt`, fromVol])).exitCode).toBe(0);
+      expect(fs.readFileSync(fromVol, 'utf8')).toBe('volume file\n');
+    } finally {
+      await pm.run(['rm', '-f', '-t', '0', id]);
+    }
+  });
+
   it('lists the container\'s processes with podman top and ps(1) options', async () => {
     // With ps(1) options podman 4.3 runs ps inside the container through the
     // runtime's exec: the guest's processes, pid 1 the container's init.

@@ -4,8 +4,8 @@ import { describe, expect, it } from 'vitest';
 import { FuseDriver, cstr, parseDirents, parseEntry, u32s, u64s } from '../../src/vmm/devices/fs/fuse-driver.js';
 import { Op, FUSE_ROOT_ID } from '../../src/vmm/devices/fs/fuse-protocol.js';
 import { TlvWriter, Tag } from '../../src/agent/protocol.js';
-import { parseProcFiles } from '../../src/runtime/proc-view/snapshot.js';
-import { ProcViewFs } from '../../src/runtime/proc-view/proc-fs.js';
+import { parseProcFiles } from '../../src/runtime/container-view/snapshot.js';
+import { ProcViewFs } from '../../src/runtime/container-view/proc-fs.js';
 
 function procFile(pid: number, name: string, data: string | Buffer): Buffer {
   const h = Buffer.alloc(4);
