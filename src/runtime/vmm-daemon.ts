@@ -68,10 +68,10 @@ export async function vmmDaemon(o: DaemonOptions): Promise<number> {
   let relay: ReturnType<typeof relayFds> | undefined;
   let view: ContainerView | null | undefined;
   let viewModule: Promise<typeof import('./container-view/container-view.js')> | undefined;
-  let viewOf: { rootfs: string; bundleDir: string; mounts: Mount[] } | undefined;
+  let viewOf: { rootfs: string; bundleDir: string; mounts: Mount[]; readonly: boolean } | undefined;
   try {
     const bundle = loadBundle(state.bundle);
-    viewOf = { rootfs: bundle.rootfs, bundleDir: bundle.dir, mounts: bundle.spec.mounts ?? [] };
+    viewOf = { rootfs: bundle.rootfs, bundleDir: bundle.dir, mounts: bundle.spec.mounts ?? [], readonly: !!bundle.spec.root?.readonly };
     const spec = bundle.spec;
     sandbox = await Sandbox.boot({ stateDir: dir, socketDir: state.husk.socketDir, bundle, log, debug: o.debug, setup: true,
       onNetworkLost: (msg) => save({}, { networkError: msg }) });

@@ -277,6 +277,18 @@ describe('podman exec and top with husk', () => {
     } finally {
       await pm.run(['rm', '-f', '-t', '0', id]);
     }
+    // --read-only: the copy fails as with runc.
+    const ro = await pm.run(['run', '-d', '--read-only', '--network', 'none', IMAGE, 'sleep', '100000']);
+    expect(ro.exitCode, err(ro)).toBe(0);
+    try {
+      const src = path.join(tmp.dir, 'ro-src.txt');
+      fs.writeFileSync(src, 'x');
+      const r = await pm.run(['cp', src, `${out(ro).trim()}:/ro.txt`]);
+      expect(r.exitCode).not.toBe(0);
+      expect(err(r)).toMatch(/read-only file system/);
+    } finally {
+      await pm.run(['rm', '-f', '-t', '0', out(ro).trim()]);
+    }
   });
 
   it('lists the container\'s processes with podman top and ps(1) options', async () => {

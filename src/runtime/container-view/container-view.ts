@@ -40,6 +40,8 @@ export interface ContainerViewOptions {
   /** The spec's mounts: bind mounts are placed in the view too (resolved against bundleDir). */
   mounts: Mount[];
   bundleDir: string;
+  /** root.readonly: the view's rootfs is read-only too (podman cp into it fails, as with runc). */
+  readonly?: boolean;
   /** The agent's PROCFS answer (RESULT payload); undefined: an agent without it, no /proc view. */
   fetch?: () => Promise<Uint8Array>;
   log: (msg: string) => void;
@@ -103,6 +105,8 @@ export class ContainerView {
       // and its peer is stacked on "/": what is mounted below the rootfs from
       // here on shows in the peer too, and unmounting it here unmounts both.
       mount(o.rootfs, o.rootfs, '', MS_BIND | MS_REC, null);
+      // Mount flags are copied to binds of a mount: the peer on "/" is read-only as well.
+      if (o.readonly) mount('', o.rootfs, '', MS_BIND | MS_REMOUNT | MS_RDONLY, null);
       mount('', o.rootfs, '', MS_SHARED, null);
       const root = openat(AT_FDCWD, o.rootfs, O_PATH | O_DIRECTORY | O_CLOEXEC);
       fds.push(root);
