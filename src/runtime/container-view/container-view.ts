@@ -101,6 +101,7 @@ export class ContainerView {
     let fuseFd = -1;
     try {
       enterPrivateMountNamespace();
+      ContainerView.dropForeignMounts(o);
       // The rootfs becomes a shared mount of its own (in this namespace only)
       // and its peer is stacked on "/": what is mounted below the rootfs from
       // here on shows in the peer too, and unmounting it here unmounts both.
@@ -135,6 +136,34 @@ export class ContainerView {
     const view = new ContainerView(fuseFd, o);
     if (fuseFd >= 0) view.next();
     return view;
+  }
+
+  /**
+   * The new namespace holds a copy of every host mount, and a copy pins what
+   * it mounts for as long as this process lives: other containers' network
+   * namespaces (nsfs) and root file systems (overlay) would outlive their
+   * removal by the host. This process needs neither, so they are detached here.
+   */
+  private static dropForeignMounts(o: ContainerViewOptions): void {
+    const needed = [o.rootfs, ...o.mounts.filter((m) => isBindMount(m) && m.source).map((m) => path.resolve(o.bundleDir, m.source!))]
+      .map((p) => path.resolve(p));
+    // A mount the rootfs or a bind source lies on (or in) stays.
+    const mine = (mp: string) => needed.some((p) => p === mp || p.startsWith(mp === '/' ? '/' : `${mp}/`) || mp.startsWith(`${p}/`));
+    let dropped = 0;
+    for (const line of fs.readFileSync('/proc/self/mountinfo', 'utf8').split('\n')) {
+      // id parent major:minor root mountpoint options [optional...] - fstype source super
+      const fields = line.split(' ');
+      const sep = fields.indexOf('-');
+      if (sep < 0 || fields.length < sep + 2) continue;
+      const fstype = fields[sep + 1]!;
+      const mountPoint = fields[4]!.replace(/\\([0-7]{3})/g, (_, oct: string) => String.fromCharCode(parseInt(oct, 8)));
+      if ((fstype !== 'nsfs' && fstype !== 'overlay') || mine(mountPoint)) continue;
+      try {
+        detach(mountPoint);
+        dropped++;
+      } catch { /* already gone with a parent */ }
+    }
+    if (dropped) o.log(`container view: detached ${dropped} foreign mounts from the VMM's namespace`);
   }
 
   /** One bind mount of the spec at its destination in the view (skipped, logged, when it cannot be placed safely). */
