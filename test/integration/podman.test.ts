@@ -268,6 +268,11 @@ describe('podman exec and top with husk', () => {
       const r = await pm.run(['cp', `${id}:/guest.txt`, back]);
       expect(r.exitCode, err(r)).toBe(0);
       expect(fs.readFileSync(back, 'utf8')).toBe('made-in-guest\n');
+      // The VMM's namespace does not pin the other container's root file system.
+      const pid = out(await pm.run(['inspect', '-f', '{{.State.Pid}}', id])).trim();
+      const otherRoot = out(await pm.run(['inspect', '-f', '{{.GraphDriver.Data.MergedDir}}', ctr])).trim();
+      expect(otherRoot).toMatch(/merged$/);
+      expect(fs.readFileSync(`/proc/${pid}/mountinfo`, 'utf8')).not.toContain(otherRoot);
       // A volume is where it is in the container.
       expect((await pm.run(['cp', src, `${id}:/data/copied.txt`])).exitCode).toBe(0);
       expect(fs.readFileSync(path.join(vol, 'copied.txt'), 'utf8')).toBe('copied in\n');
