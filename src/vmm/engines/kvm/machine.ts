@@ -4,6 +4,7 @@
 // irqfd per device = call fd) and runs one worker thread per vCPU. The
 // device backends run unchanged in a device worker (DeviceHost, see vm.ts).
 import fs from 'node:fs';
+import module from 'node:module';
 import path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { projectRoot } from '../../assets.js';
@@ -24,7 +25,7 @@ import { writeMpTable } from './mptable.js';
 import { isPvmHost, pvmCmdline, pvmCpuid } from './pvm-quirks.js';
 import { CTL, CTL_BYTES, vcpuMmapSize, type StopReason } from './vcpu.js';
 import { UART_STATE_BYTES } from './uart.js';
-import type { VcpuToMain, VcpuWorkerData } from './vcpu-worker.js';
+import type { VcpuToMain, VcpuWorkerData } from './vcpu-thread.js';
 
 export interface KvmOptions {
   /** host workarounds for PVM (default: detected) */
@@ -246,6 +247,7 @@ export class KvmMachine {
         index, vcpuFd: fd, vmFd: this.vmFd, runSize: this.runSize, ctl: this.ctl, uart, consoleFd,
         devices: this.wiring.map((w) => ({ state: w.state, changeFd: w.changeFd, kickFds: w.kickFds })),
         memFd: this.memFd, memSize: this.memSize, pvm: this.pvm,
+        compileCache: module.getCompileCacheDir?.() !== undefined,
       };
       const worker = new Worker(workerScript(), { workerData: data, stdout: false, stderr: false });
       let done = false;
