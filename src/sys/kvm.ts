@@ -147,12 +147,13 @@ export function createPit2(vmFd: number): void {
   ioctlPtr(vmFd, KVM.CREATE_PIT2, new Uint8Array(64), 'KVM_CREATE_PIT2');
 }
 
+// struct kvm_irq_level (native endian), reused: the UART drives its line for every byte it sends
+const irqLevelBytes = new Uint8Array(8);
+const irqLevel = new Uint32Array(irqLevelBytes.buffer);
 export function irqLine(vmFd: number, irq: number, level: number): void {
-  const b = new Uint8Array(8);
-  const v = new DataView(b.buffer);
-  v.setUint32(0, irq, true);
-  v.setUint32(4, level, true);
-  ioctlPtr(vmFd, KVM.IRQ_LINE, b, 'KVM_IRQ_LINE');
+  irqLevel[0] = irq;
+  irqLevel[1] = level;
+  ioctlPtr(vmFd, KVM.IRQ_LINE, irqLevelBytes, 'KVM_IRQ_LINE');
 }
 
 /** KVM_IRQFD: a write to `fd` raises (edge) GSI `gsi`. */
