@@ -7,10 +7,10 @@
 //    device worker's own CPU until its devices are up (it starts after the
 //    first KVM_RUN) and an empty worker thread's CPU, the floor every
 //    thread costs in Node.
-//  - nodeBare: the floor under that figure, the same number of fresh Node
-//    processes that do nothing: their CPU at their first line (read as
-//    setup's nodeStart is) and a whole `node -e 0` (getrusage of children),
-//    with setup's ratio to them.
+//  - nodeBare: the floor under that figure, fresh Node processes that do
+//    nothing, run alternately with the set-up runs (as many): their CPU at
+//    their first line (read as setup's nodeStart is) and a whole `node -e 0`
+//    (getrusage of children), with setup's ratio to them.
 //  - exitCost: ns per VM exit of the TypeScript vCPU loop (the engine's
 //    VcpuLoop, in a worker thread as the engine runs it, and on the main
 //    thread) against a minimal C loop doing the same work per exit, same
@@ -45,40 +45,40 @@ function medianTree(runs: Tree[]): Tree {
   return out;
 }
 
-function setup(runs: number) {
-  const script = path.join(projectRoot(), 'dist/bench/kvm-setup.js');
+/**
+ * `runs` rounds of: one set-up measurement (a fresh process, kvm-setup.ts), then the floor
+ * under it, fresh Node processes that do nothing: their CPU at their first line (read as
+ * kvm-setup reads Node's own start) and a whole `node -e 0` (getrusage of children). The
+ * three alternate so that a change in the machine's load hits them alike; ratios are medians
+ * of the per-round ratios.
+ */
+function setupAndFloor(runs: number) {
+  const setupScript = path.join(projectRoot(), 'dist/bench/kvm-setup.js');
+  const bareScript = path.join(projectRoot(), 'dist/bench/node-bare.js');
   const results: Tree[] = [];
-  for (let i = 0; i < runs; i++) {
-    results.push(JSON.parse(execFileSync(process.execPath, [script], { encoding: 'utf8', env: { ...process.env } })) as Tree);
-  }
-  const med = medianTree(results);
-  return {
-    runs,
-    ...med,
-    cpuMsToFirstRun: med.cpuMsToFirstRun as number,
-    cpuMsToFirstRunRuns: results.map((r) => round(r.cpuMsToFirstRun as number)),
-  };
-}
-
-/** Fresh Node processes doing nothing: CPU at their first line, and a whole `node -e 0`. */
-function nodeBare(runs: number, setupMs: number) {
-  const script = path.join(projectRoot(), 'dist/bench/node-bare.js');
   const firstLine: number[] = [];
   const whole: number[] = [];
   for (let i = 0; i < runs; i++) {
-    firstLine.push(Number(execFileSync(process.execPath, [script], { encoding: 'utf8' })));
+    results.push(JSON.parse(execFileSync(process.execPath, [setupScript], { encoding: 'utf8', env: { ...process.env } })) as Tree);
+    firstLine.push(Number(execFileSync(process.execPath, [bareScript], { encoding: 'utf8' })));
     const before = childrenCpuUs();
     const r = spawnSync(process.execPath, ['-e', '0']);
     if (r.status !== 0) throw new Error('node -e 0 failed');
     whole.push((childrenCpuUs() - before) / 1000);
   }
-  const first = median(firstLine), all = median(whole);
+  const setupMs = results.map((r) => r.cpuMsToFirstRun as number);
+  const ratio = (floor: number[]) => round(median(setupMs.map((x, i) => x / floor[i]!)), 2);
   return {
-    runs,
-    cpuMsAtFirstLine: round(first),
-    cpuMsWholeProcess: round(all),
-    setupOverFirstLine: round(setupMs / first, 2),
-    setupOverWholeProcess: round(setupMs / all, 2),
+    setup: { runs, ...medianTree(results), cpuMsToFirstRunRuns: setupMs.map((x) => round(x)), goalCpuMs: 30 },
+    nodeBare: {
+      runs,
+      cpuMsAtFirstLine: round(median(firstLine)),
+      cpuMsWholeProcess: round(median(whole)),
+      setupOverFirstLine: ratio(firstLine),
+      setupOverWholeProcess: ratio(whole),
+      cpuMsAtFirstLineRuns: firstLine.map((x) => round(x)),
+      cpuMsWholeProcessRuns: whole.map((x) => round(x)),
+    },
   };
 }
 
@@ -197,12 +197,11 @@ async function main() {
   const setupRuns = Number(process.argv[3] ?? 7);
   const rounds = Number(process.argv[4] ?? 15);
   // 0 setup runs: the exit cost alone
-  const setupResult = setupRuns > 0 ? setup(setupRuns) : undefined;
-  const bare = setupResult && nodeBare(setupRuns, setupResult.cpuMsToFirstRun);
+  const setup = setupRuns > 0 ? setupAndFloor(setupRuns) : undefined;
   const cost = await exitCost(exits, rounds);
   printJson({
     host: { kvm: fs.existsSync('/sys/module/kvm_pvm') ? 'pvm' : 'kvm', cpus: os.cpus().length, node: process.version },
-    ...(setupResult && { setup: { ...setupResult, goalCpuMs: 30 }, nodeBare: bare }),
+    ...setup,
     exitCost: cost,
   });
 }
