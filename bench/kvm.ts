@@ -7,20 +7,29 @@
 //    device worker's own CPU until its devices are up (it starts after the
 //    first KVM_RUN) and an empty worker thread's CPU, the floor every
 //    thread costs in Node.
+//  - nodeBare: the floor under that figure, fresh Node processes that do
+//    nothing, run alternately with the set-up runs (as many): their CPU at
+//    their first line (read as setup's nodeStart is) and a whole `node -e 0`
+//    (getrusage of children), with setup's ratio to them.
 //  - exitCost: ns per VM exit of the TypeScript vCPU loop (the engine's
-//    VcpuLoop) against a minimal C loop, same tiny guest (port I/O in a
-//    loop), measured alternately in the same run.
+//    VcpuLoop, in a worker thread as the engine runs it, and on the main
+//    thread) against a minimal C loop doing the same work per exit, same
+//    tiny guest (port I/O in a loop). The C loop stays up in a child
+//    process; the three alternate in short runs (order rotated every
+//    round) after a warm-up, so load changes hit all of them alike; the
+//    ratio is the median of the per-round ratios.
 // Numbers only, never assertions. Needs /dev/kvm and cc.
-// Run: .tools/node/bin/node dist/bench/kvm.js [exits] [setup runs]
-import { execFileSync } from 'node:child_process';
+// Run: .tools/node/bin/node dist/bench/kvm.js [exits per run] [setup runs] [rounds]
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import readline from 'node:readline';
+import { Worker } from 'node:worker_threads';
 import { median, printJson, round } from './lib.js';
 import { projectRoot } from '../src/vmm/assets.js';
-import { VcpuLoop, CTL_BYTES, vcpuMmapSize } from '../src/vmm/engines/kvm/vcpu.js';
-import { KVM, getSregs, ioctlInt, mapFd, openKvm, setRegs, setSregs, setUserMemoryRegion } from '../src/sys/kvm.js';
-import { closeFd, memfdCreate } from '../src/sys/io.js';
+import { childrenCpuUs } from '../src/sys/cpu-clock.js';
+import { loopGuest, type PerExit } from './kvm-guest.js';
 
 type Tree = { [k: string]: number | Tree | null };
 
@@ -36,50 +45,40 @@ function medianTree(runs: Tree[]): Tree {
   return out;
 }
 
-function setup(runs: number) {
-  const script = path.join(projectRoot(), 'dist/bench/kvm-setup.js');
+/**
+ * `runs` rounds of: one set-up measurement (a fresh process, kvm-setup.ts), then the floor
+ * under it, fresh Node processes that do nothing: their CPU at their first line (read as
+ * kvm-setup reads Node's own start) and a whole `node -e 0` (getrusage of children). The
+ * three alternate so that a change in the machine's load hits them alike; ratios are medians
+ * of the per-round ratios.
+ */
+function setupAndFloor(runs: number) {
+  const setupScript = path.join(projectRoot(), 'dist/bench/kvm-setup.js');
+  const bareScript = path.join(projectRoot(), 'dist/bench/node-bare.js');
   const results: Tree[] = [];
+  const firstLine: number[] = [];
+  const whole: number[] = [];
   for (let i = 0; i < runs; i++) {
-    results.push(JSON.parse(execFileSync(process.execPath, [script], { encoding: 'utf8', env: { ...process.env } })) as Tree);
+    results.push(JSON.parse(execFileSync(process.execPath, [setupScript], { encoding: 'utf8', env: { ...process.env } })) as Tree);
+    firstLine.push(Number(execFileSync(process.execPath, [bareScript], { encoding: 'utf8' })));
+    const before = childrenCpuUs();
+    const r = spawnSync(process.execPath, ['-e', '0']);
+    if (r.status !== 0) throw new Error('node -e 0 failed');
+    whole.push((childrenCpuUs() - before) / 1000);
   }
+  const setupMs = results.map((r) => r.cpuMsToFirstRun as number);
+  const ratio = (floor: number[]) => round(median(setupMs.map((x, i) => x / floor[i]!)), 2);
   return {
-    runs,
-    ...medianTree(results),
-    cpuMsToFirstRunRuns: results.map((r) => round(r.cpuMsToFirstRun as number)),
-  };
-}
-
-/** A real-mode guest at 0x1000: mov dx,0x500; l: out dx,al; jmp l. */
-function tsLoopGuest() {
-  const kvm = openKvm();
-  const vm = ioctlInt(kvm, KVM.CREATE_VM, 0, 'KVM_CREATE_VM');
-  const memFd = memfdCreate('bench', 0x10000);
-  const mem = mapFd(memFd, 0x10000);
-  mem.bytes.set([0xba, 0x00, 0x05, 0xee, 0xeb, 0xfd], 0x1000);
-  setUserMemoryRegion(vm, 0, 0, 0x10000, mem.addr);
-  const vcpu = ioctlInt(vm, KVM.CREATE_VCPU, 0, 'KVM_CREATE_VCPU');
-  const s = getSregs(vcpu);
-  s.cs.base = 0n; s.cs.selector = 0;
-  setSregs(vcpu, s);
-  setRegs(vcpu, { rip: 0x1000n, rflags: 2n });
-  let outs = 0;
-  const loop = new VcpuLoop(vcpu, vcpuMmapSize(kvm), new Int32Array(new SharedArrayBuffer(CTL_BYTES)), {
-    ioIn: () => 0xff,
-    ioOut: (port) => { if (port === 0x500) outs++; },
-    mmioRead: () => 0,
-    mmioWrite: () => {},
-    other: () => false,
-  });
-  return {
-    run(n: number): number {
-      const start = loop.exits;
-      const t = process.hrtime.bigint();
-      const r = loop.loop(start + n);
-      const ns = Number(process.hrtime.bigint() - t);
-      if (r.kind !== 'stopped' || outs < n) throw new Error(`guest loop ended: ${JSON.stringify(r)}`);
-      return ns / n;
+    setup: { runs, ...medianTree(results), cpuMsToFirstRunRuns: setupMs.map((x) => round(x)), goalCpuMs: 30 },
+    nodeBare: {
+      runs,
+      cpuMsAtFirstLine: round(median(firstLine)),
+      cpuMsWholeProcess: round(median(whole)),
+      setupOverFirstLine: ratio(firstLine),
+      setupOverWholeProcess: ratio(whole),
+      cpuMsAtFirstLineRuns: firstLine.map((x) => round(x)),
+      cpuMsWholeProcessRuns: whole.map((x) => round(x)),
     },
-    close() { loop.close(); closeFd(vcpu); closeFd(vm); mem.unmap(); closeFd(memFd); closeFd(kvm); },
   };
 }
 
@@ -93,35 +92,118 @@ function buildC(): string {
   return out;
 }
 
-function main() {
+type Runner = (n: number) => Promise<PerExit>;
+
+/** The C loop, up in a child process: a run length in, ns per exit out. */
+function cLoop(bin: string): { run: Runner; close(): void } {
+  const child = spawn(bin, [], { stdio: ['pipe', 'pipe', 'inherit'] });
+  const lines = readline.createInterface({ input: child.stdout })[Symbol.asyncIterator]();
+  return {
+    async run(n) {
+      child.stdin.write(`${n}\n`);
+      const line = await lines.next();
+      if (line.done) throw new Error('the C loop ended');
+      const [wall, cpu] = line.value.split(' ').map(Number);
+      return { wall: wall!, cpu: cpu! };
+    },
+    close() { child.stdin.end(); },
+  };
+}
+
+/** VcpuLoop in a worker thread, as the engine runs it. */
+function workerLoop(): { run: Runner; close(): Promise<number> } {
+  const w = new Worker(new URL('./kvm-loop-worker.js', import.meta.url));
+  let pending: { resolve: (ns: PerExit) => void; reject: (e: Error) => void } | undefined;
+  w.on('message', (ns: PerExit) => { pending?.resolve(ns); pending = undefined; });
+  w.on('error', (e) => { pending?.reject(e); pending = undefined; });
+  return {
+    run: (n) => new Promise((resolve, reject) => {
+      pending = { resolve, reject };
+      w.postMessage(n);
+    }),
+    close: () => { w.postMessage(-1); return w.terminate(); },
+  };
+}
+
+async function exitCost(exits: number, rounds: number) {
+  const c = cLoop(buildC());
+  const worker = workerLoop();
+  const main = loopGuest();
+  const runners: Record<'c' | 'tsWorker' | 'tsMain', Runner> = {
+    c: c.run,
+    tsWorker: worker.run,
+    tsMain: async (n) => main.run(n),
+  };
+  const names = Object.keys(runners) as (keyof typeof runners)[];
+  type Series = Record<keyof typeof runners, number[]>;
+  const wall: Series = { c: [], tsWorker: [], tsMain: [] };
+  const cpu: Series = { c: [], tsWorker: [], tsMain: [] };
+  // Each round runs every loop `exits` times in slices of at most SLICE exits, interleaved with
+  // the order rotated per slice: a change in the machine's load lands on all three alike.
+  const SLICE = 2500;
+  try {
+    for (let i = 0; i < 2; i++) for (const k of names) await runners[k](Math.min(exits, SLICE)); // warm-up: JIT, caches
+    for (let r = 0; r < rounds; r++) {
+      const sum = { c: { wall: 0, cpu: 0 }, tsWorker: { wall: 0, cpu: 0 }, tsMain: { wall: 0, cpu: 0 } };
+      for (let done = 0, s = 0; done < exits; s++) {
+        const n = Math.min(SLICE, exits - done);
+        for (let j = 0; j < names.length; j++) {
+          const k = names[(r + s + j) % names.length]!;
+          const x = await runners[k](n);
+          sum[k].wall += x.wall * n;
+          sum[k].cpu += x.cpu * n;
+        }
+        done += n;
+      }
+      for (const k of names) { wall[k].push(sum[k].wall / exits); cpu[k].push(sum[k].cpu / exits); }
+    }
+  } finally {
+    c.close();
+    await worker.close();
+    main.close();
+  }
+  const ratio = (s: Series, k: 'tsWorker' | 'tsMain') => round(median(s[k].map((x, i) => x / s.c[i]!)), 3);
+  const runs = (xs: number[]) => xs.map((x) => round(x, 0));
+  return {
+    exitsPerRun: exits,
+    rounds,
+    sliceExits: SLICE,
+    // CPU time of the looping thread: what an exit costs, whatever else the shared machine runs
+    cpu: {
+      cNsPerExit: round(median(cpu.c)),
+      tsNsPerExit: round(median(cpu.tsWorker)),
+      tsMainThreadNsPerExit: round(median(cpu.tsMain)),
+      tsOverC: ratio(cpu, 'tsWorker'),
+      tsMainThreadOverC: ratio(cpu, 'tsMain'),
+    },
+    // wall clock: also counts the time either loop waited for a CPU
+    wall: {
+      cNsPerExit: round(median(wall.c)),
+      tsNsPerExit: round(median(wall.tsWorker)),
+      tsMainThreadNsPerExit: round(median(wall.tsMain)),
+      tsOverC: ratio(wall, 'tsWorker'),
+      tsMainThreadOverC: ratio(wall, 'tsMain'),
+    },
+    goalTsOverC: 1.1,
+    runs: {
+      cCpu: runs(cpu.c), tsCpu: runs(cpu.tsWorker), tsMainThreadCpu: runs(cpu.tsMain),
+      cWall: runs(wall.c), tsWall: runs(wall.tsWorker), tsMainThreadWall: runs(wall.tsMain),
+    },
+  };
+}
+
+async function main() {
   const exits = Number(process.argv[2] ?? 20000);
   const setupRuns = Number(process.argv[3] ?? 7);
-  const setupResult = setup(setupRuns);
-  const cBin = buildC();
-  const guest = tsLoopGuest();
-  guest.run(Math.ceil(exits / 10)); // warm-up (JIT)
-  const c: number[] = [];
-  const ts: number[] = [];
-  for (let i = 0; i < 5; i++) {
-    c.push(JSON.parse(execFileSync(cBin, [String(exits)], { encoding: 'utf8' })).nsPerExit);
-    ts.push(guest.run(exits));
-  }
-  guest.close();
-  const cMed = median(c), tsMed = median(ts);
+  const rounds = Number(process.argv[4] ?? 15);
+  // 0 setup runs: the exit cost alone
+  const setup = setupRuns > 0 ? setupAndFloor(setupRuns) : undefined;
+  const cost = await exitCost(exits, rounds);
   printJson({
     host: { kvm: fs.existsSync('/sys/module/kvm_pvm') ? 'pvm' : 'kvm', cpus: os.cpus().length, node: process.version },
-    setup: { ...setupResult, goalCpuMs: 30 },
-    exitCost: {
-      exitsPerRun: exits,
-      runs: 5,
-      cNsPerExit: round(cMed),
-      tsNsPerExit: round(tsMed),
-      tsOverC: round(tsMed / cMed, 3),
-      goalTsOverC: 1.1,
-      cRuns: c.map((x) => round(x)),
-      tsRuns: ts.map((x) => round(x)),
-    },
+    ...setup,
+    exitCost: cost,
   });
 }
 
-main();
+await main();

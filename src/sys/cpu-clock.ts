@@ -23,3 +23,14 @@ export function threadCpuUs(): number {
 export function processCpuUs(): number {
   return read(CLOCK_PROCESS_CPUTIME_ID);
 }
+
+const c_getrusage = libc.func('int getrusage(int who, _Out_ uint8_t *usage)');
+const RUSAGE_CHILDREN = -1;
+const rusage = new Uint8Array(144); // struct rusage: ru_utime and ru_stime (timeval) first
+
+/** User + system CPU of every waited-for child process so far, µs (whole lives: start to exit). */
+export function childrenCpuUs(): number {
+  check('getrusage', c_getrusage(RUSAGE_CHILDREN, rusage));
+  const t = new BigInt64Array(rusage.buffer, 0, 4);
+  return Number(t[0]! + t[2]!) * 1e6 + Number(t[1]! + t[3]!);
+}

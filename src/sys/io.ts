@@ -19,6 +19,7 @@ const c_memfd_create = libc.func('int memfd_create(const char *name, unsigned in
 const c_ftruncate = libc.func('int ftruncate(int fd, int64_t length)');
 const c_lseek = libc.func('int64_t lseek(int fd, int64_t offset, int whence)');
 const c_sendfile = libc.func('intptr_t sendfile(int out_fd, int in_fd, void *offset, size_t count)');
+const c_fallocate = libc.func('int fallocate(int fd, int mode, int64_t offset, int64_t len)');
 
 export const EFD_CLOEXEC = 0o2000000;
 export const EFD_NONBLOCK = 0o4000;
@@ -94,6 +95,12 @@ export function memfdCreate(name: string, size: number): number {
   const fd = check('memfd_create', c_memfd_create(name, MFD_CLOEXEC));
   check('ftruncate', c_ftruncate(fd, size));
   return fd;
+}
+
+/** Makes `len` bytes of `fd` at `offset` read as zeros (FALLOC_FL_PUNCH_HOLE; partial pages are zeroed). */
+export function punchHole(fd: number, offset: number, len: number): void {
+  const FALLOC_FL_KEEP_SIZE = 1, FALLOC_FL_PUNCH_HOLE = 2;
+  if (len > 0) check('fallocate', c_fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, offset, len));
 }
 
 /**

@@ -112,16 +112,22 @@ export function checkExtension(fd: number, cap: number): number {
 /** A shared mapping that also exposes its host address (for KVM memory slots). */
 export interface AddrMapping {
   readonly addr: bigint;
+  /** a view of the start of the mapping (all of it unless mapFd was told less) */
   readonly bytes: Uint8Array;
   unmap(): void;
 }
 
-export function mapFd(fd: number, length: number, offset = 0): AddrMapping {
+/**
+ * Maps `length` bytes of `fd` shared. `bytes` views only the first `viewLength`
+ * of them: V8 counts a view's size as external memory, and a view of all guest
+ * RAM makes it start a full garbage collection for memory nobody allocated.
+ */
+export function mapFd(fd: number, length: number, offset = 0, viewLength = length): AddrMapping {
   const PROT_READ = 1, PROT_WRITE = 2, MAP_SHARED = 1;
   const ptr = c_mmap(null, length, PROT_READ | PROT_WRITE, MAP_SHARED, fd, offset);
   const addr = BigInt(koffi.address(ptr));
   if (addr === 0xffffffffffffffffn) throw new SysError('mmap', lastErrno());
-  const bytes = new Uint8Array(koffi.view(ptr, length));
+  const bytes = new Uint8Array(koffi.view(ptr, Math.min(viewLength, length)));
   let mapped = true;
   return { addr, bytes, unmap() { if (mapped) { mapped = false; c_munmap(ptr, length); } } };
 }
@@ -141,12 +147,13 @@ export function createPit2(vmFd: number): void {
   ioctlPtr(vmFd, KVM.CREATE_PIT2, new Uint8Array(64), 'KVM_CREATE_PIT2');
 }
 
+// struct kvm_irq_level (native endian), reused: the UART drives its line for every byte it sends
+const irqLevelBytes = new Uint8Array(8);
+const irqLevel = new Uint32Array(irqLevelBytes.buffer);
 export function irqLine(vmFd: number, irq: number, level: number): void {
-  const b = new Uint8Array(8);
-  const v = new DataView(b.buffer);
-  v.setUint32(0, irq, true);
-  v.setUint32(4, level, true);
-  ioctlPtr(vmFd, KVM.IRQ_LINE, b, 'KVM_IRQ_LINE');
+  irqLevel[0] = irq;
+  irqLevel[1] = level;
+  ioctlPtr(vmFd, KVM.IRQ_LINE, irqLevelBytes, 'KVM_IRQ_LINE');
 }
 
 /** KVM_IRQFD: a write to `fd` raises (edge) GSI `gsi`. */

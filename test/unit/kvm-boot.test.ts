@@ -3,16 +3,17 @@
 // pure functions over a byte array (and a memfd), no /dev/kvm needed.
 import { describe, expect, it } from 'vitest';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import {
   BOOT_CS, BOOT_DS, BP, CR0_PE, CR0_PG, CR4_PAE, E820_RAM, E820_RESERVED, EFER_LMA, EFER_LME,
-  entryRegs, initrdAddress, loadVmlinux, loadVmlinuxFile, longModeSregs, segmentFromGdt, writeBootParams, writeGdt, writePageTables,
+  entryRegs, initrdAddress, loadVmlinux, loadVmlinuxFile, loadVmlinuxInto, longModeSregs, segmentFromGdt, writeBootParams, writeGdt, writePageTables,
 } from '../../src/vmm/engines/kvm/boot.js';
 import { LAYOUT } from '../../src/vmm/engines/kvm/layout.js';
 import { buildMpTable } from '../../src/vmm/engines/kvm/mptable.js';
 import { readGuestVirtual, pvmCmdline, pvmCpuid } from '../../src/vmm/engines/kvm/pvm-quirks.js';
 import { vcpuCpuid } from '../../src/vmm/engines/kvm/machine.js';
-import { closeFd, copyFdRange, memfdCreate } from '../../src/sys/io.js';
+import { closeFd, copyFdRange, memfdCreate, punchHole } from '../../src/sys/io.js';
 import { mapFd } from '../../src/sys/kvm.js';
 
 const MEM = 64 << 20;
@@ -148,6 +149,30 @@ describe('vmlinux loading', () => {
     expect(mem[0x1000010]).toBe(0);
     expect(mem[0x100003f]).toBe(0);
     expect(mem[0x1000040]).toBe(0x55);
+  });
+
+  it('loads into a memfd as the engine does: segments by sendfile, bss by punching a hole, JS viewing only base memory', () => {
+    const elf = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'husk-boot-')), 'vmlinux');
+    fs.writeFileSync(elf, fakeElf());
+    const memFd = memfdCreate('husk-boot-test', MEM);
+    const guest = mapFd(memFd, MEM, 0, LAYOUT.highMemory);
+    try {
+      expect(guest.bytes.byteLength).toBe(LAYOUT.highMemory);
+      const dirty = new Uint8Array(0x100).fill(0x55);
+      fs.writeSync(memFd, dirty, 0, dirty.byteLength, 0x1000000); // memory that was not zero
+      const k = loadVmlinuxInto(elf, { memSize: MEM, copy: (fd, off, gpa, len) => copyFdRange(fd, off, memFd, gpa, len), zero: (gpa, len) => punchHole(memFd, gpa, len) });
+      expect(k).toEqual({ entry: 0x1000000, start: 0x1000000, end: 0x1000040 });
+      const back = new Uint8Array(0x100);
+      fs.readSync(memFd, back, 0, back.byteLength, 0x1000000);
+      expect([...back.subarray(0, 0x10)].every((b) => b === 0xee)).toBe(true);
+      expect([...back.subarray(0x10, 0x40)].every((b) => b === 0)).toBe(true); // bss, inside one page
+      expect([...back.subarray(0x40)].every((b) => b === 0x55)).toBe(true); // past the segment: untouched
+      expect(() => loadVmlinuxInto(elf, { memSize: 0x1000020, copy: () => {}, zero: () => {} })).toThrow(/does not fit/);
+    } finally {
+      guest.unmap();
+      closeFd(memFd);
+      fs.rmSync(path.dirname(elf), { recursive: true, force: true });
+    }
   });
 
   it('rejects what it cannot boot: not ELF, segments outside guest memory', () => {

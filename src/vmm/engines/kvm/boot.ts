@@ -87,26 +87,38 @@ export function readSegmentInto(mem: Uint8Array): SegmentCopy {
   };
 }
 
+/** Where loadVmlinuxInto puts a kernel: guest RAM's size, a segment copy, and zeroing of a range (a segment's bss). */
+export interface GuestSink {
+  memSize: number;
+  copy: SegmentCopy;
+  zero(gpa: number, len: number): void;
+}
+
 /**
  * Like loadVmlinux, from the file: only the headers are read here, each
- * segment goes to guest memory through `copy` (the engine copies inside
- * the kernel from the file into the guest's memfd).
+ * segment goes to guest memory through `copy`, its bss through `zero`
+ * (the engine does both inside the kernel, on the guest's memfd).
  */
-export function loadVmlinuxFile(file: string, mem: Uint8Array, copy: SegmentCopy = readSegmentInto(mem)): LoadedKernel {
+export function loadVmlinuxInto(file: string, sink: GuestSink): LoadedKernel {
   const fd = fs.openSync(file, 'r');
   try {
     const size = fs.fstatSync(fd).size;
     const head = new Uint8Array(Math.min(size, 16384));
     fs.readSync(fd, head, 0, head.byteLength, 0);
-    const { entryVirt, segs } = elfSegments(head, size, mem.byteLength);
+    const { entryVirt, segs } = elfSegments(head, size, sink.memSize);
     for (const s of segs) {
-      copy(fd, s.offset, s.paddr, s.filesz);
-      mem.fill(0, s.paddr + s.filesz, s.paddr + s.memsz);
+      sink.copy(fd, s.offset, s.paddr, s.filesz);
+      sink.zero(s.paddr + s.filesz, s.memsz - s.filesz);
     }
     return placed(entryVirt, segs);
   } finally {
     fs.closeSync(fd);
   }
+}
+
+/** loadVmlinuxInto a guest-memory view (`copy` defaults to reading into it). */
+export function loadVmlinuxFile(file: string, mem: Uint8Array, copy: SegmentCopy = readSegmentInto(mem)): LoadedKernel {
+  return loadVmlinuxInto(file, { memSize: mem.byteLength, copy, zero: (gpa, len) => mem.fill(0, gpa, gpa + len) });
 }
 
 export const E820_RAM = 1;

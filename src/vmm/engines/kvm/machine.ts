@@ -4,13 +4,14 @@
 // irqfd per device = call fd) and runs one worker thread per vCPU. The
 // device backends run unchanged in a device worker (DeviceHost, see vm.ts).
 import fs from 'node:fs';
+import module from 'node:module';
 import path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { projectRoot } from '../../assets.js';
 import type { EngineExit, MachineConfig, RunningEngine } from '../../engine.js';
 import type { MmioWorkerTransport } from '../../virtio/mmio-backend.js';
 import { MmioState, MMIO_SIZE, Reg, STATE_BYTES } from '../../virtio/mmio.js';
-import { closeFd, copyFdRange, eventfd, memfdCreate } from '../../../sys/io.js';
+import { closeFd, copyFdRange, eventfd, memfdCreate, punchHole } from '../../../sys/io.js';
 import {
   KVM, KVM_CAP, checkExtension, createPit2, getSregs, getSupportedCpuid, ioctlInt, ioeventfd, irqfd,
   mapFd, openKvm, setCpuid, setLapicVirtualWire, setRegs, setSregs, setUserMemoryRegion,
@@ -19,12 +20,12 @@ import {
 import { kickThread } from '../../../sys/thread-signal.js';
 import { threadCpuUs } from '../../../sys/cpu-clock.js';
 import { LAYOUT, DEVICE_IRQS, mmioAddress } from './layout.js';
-import { entryRegs, initrdAddress, loadVmlinuxFile, longModeSregs, writeBootParams, writeGdt, writePageTables } from './boot.js';
+import { entryRegs, initrdAddress, loadVmlinuxInto, longModeSregs, writeBootParams, writeGdt, writePageTables } from './boot.js';
 import { writeMpTable } from './mptable.js';
 import { isPvmHost, pvmCmdline, pvmCpuid } from './pvm-quirks.js';
 import { CTL, CTL_BYTES, vcpuMmapSize, type StopReason } from './vcpu.js';
 import { UART_STATE_BYTES } from './uart.js';
-import type { VcpuToMain, VcpuWorkerData } from './vcpu-worker.js';
+import type { VcpuToMain, VcpuWorkerData } from './vcpu-thread.js';
 
 export interface KvmOptions {
   /** host workarounds for PVM (default: detected) */
@@ -119,7 +120,8 @@ export class KvmMachine {
       mark('kvm');
 
       this.memFd = memfdCreate('husk-guest-ram', this.memSize); fds.push(this.memFd);
-      this.mem = mem = mapFd(this.memFd, this.memSize);
+      // JS sees only base memory, where the boot tables go; KVM and the kernel loader use the fd and the address.
+      this.mem = mem = mapFd(this.memFd, this.memSize, 0, LAYOUT.highMemory);
       setUserMemoryRegion(this.vmFd, 0, 0, this.memSize, this.mem.addr);
       mark('memory');
 
@@ -153,7 +155,9 @@ export class KvmMachine {
       const g = this.mem.bytes;
       // The kernel copies file pages into the memfd: no 15 MB read through a mapping (page fault per page).
       const toGuest = (fd: number, off: number, gpa: number, len: number) => copyFdRange(fd, off, this.memFd, gpa, len);
-      const kernel = loadVmlinuxFile(config.kernel, g, toGuest);
+      const kernel = loadVmlinuxInto(config.kernel, {
+        memSize: this.memSize, copy: toGuest, zero: (gpa, len) => punchHole(this.memFd, gpa, len),
+      });
       let initrd: { addr: number; size: number } | undefined;
       if (config.initrd) {
         const fd = fs.openSync(config.initrd, 'r');
@@ -243,6 +247,7 @@ export class KvmMachine {
         index, vcpuFd: fd, vmFd: this.vmFd, runSize: this.runSize, ctl: this.ctl, uart, consoleFd,
         devices: this.wiring.map((w) => ({ state: w.state, changeFd: w.changeFd, kickFds: w.kickFds })),
         memFd: this.memFd, memSize: this.memSize, pvm: this.pvm,
+        compileCache: module.getCompileCacheDir?.() !== undefined,
       };
       const worker = new Worker(workerScript(), { workerData: data, stdout: false, stderr: false });
       let done = false;

@@ -2,12 +2,12 @@
 // (module kvm_pvm: software nested virtualization that interprets a
 // standard guest kernel and cannot run its user space). On a hardware
 // KVM host none of this is active. See DESIGN.md §1.
-import fs from 'node:fs';
 import { getRegs, getSregs, injectException, setRegs, type CpuidEntry } from '../../../sys/kvm.js';
 
 /** True when the host's KVM is PVM. */
 export function isPvmHost(sysModule = '/sys/module'): boolean {
-  return fs.existsSync(`${sysModule}/kvm_pvm`);
+  // not a static import: every vCPU thread loads this module (see vcpu-thread.ts)
+  return process.getBuiltinModule('node:fs').existsSync(`${sysModule}/kvm_pvm`);
 }
 
 export const PVM_CLEARED_CPUID = ['cx16', 'popcnt', 'smap', 'rdpid', 'fsgsbase', 'pku', 'pcid', 'invpcid', 'rdrand', 'rdseed'];

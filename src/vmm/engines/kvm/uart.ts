@@ -11,7 +11,7 @@ const IER_THRI = 0x02;
 const IIR_NO_INT = 0x01, IIR_THRI = 0x02, IIR_FIFO = 0xc0;
 
 /** word indices in the shared state */
-const S = { lock: 0, ier: 1, lcr: 2, mcr: 3, scr: 4, dll: 5, dlm: 6, fcr: 7, thriPending: 8 } as const;
+const S = { lock: 0, ier: 1, lcr: 2, mcr: 3, scr: 4, dll: 5, dlm: 6, fcr: 7, thriPending: 8, line: 9 } as const;
 export const UART_STATE_BYTES = 16 * 4;
 
 export class Uart {
@@ -102,8 +102,11 @@ export class Uart {
     }
   }
 
+  /** Drives the interrupt line; only changes reach `irq` (an ioctl): the line is driven from here alone. */
   private update(): void {
     const level = this.s[S.thriPending] && this.s[S.ier]! & IER_THRI ? 1 : 0;
+    if (this.s[S.line] === level + 1) return; // 0: not driven yet, 1: low, 2: high
+    this.s[S.line] = level + 1;
     this.irq(level);
   }
 }
