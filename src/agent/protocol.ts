@@ -80,6 +80,8 @@ export const Tag = {
   NET_LINK: 50,
   NET_ADDR: 51,
   NET_ROUTE: 52,
+  // TCP's minimum RTO on eth0's routes (docs/agent-protocol.md, "TCP minimum RTO")
+  NET_RTO_MIN: 90,
 } as const;
 
 /** FEATURES bit: the agent implements extension A (full process spec, SETUP, HOLD/START, RESIZE). */
@@ -90,6 +92,8 @@ export const FEATURE_EXTENSION_B = 2;
 export const FEATURE_CGROUP = 4;
 /** FEATURES bit: the agent configures eth0 from SETUP's NET_* attributes. */
 export const FEATURE_NET = 8;
+/** FEATURES bit: SETUP's NET_RTO_MIN sets TCP's minimum retransmission timeout on eth0's routes. */
+export const FEATURE_NET_RTO_MIN = 32;
 
 export interface Frame {
   type: number;

@@ -6,11 +6,21 @@ import path from 'node:path';
 import type { Spec } from '../oci/spec.js';
 import type { DeviceSpec } from '../vmm/devices/factory.js';
 import type { GuestNetwork } from '../agent/net-attrs.js';
+import { FEATURE_NET_RTO_MIN } from '../agent/protocol.js';
 import { planNetwork, type NetworkPlan } from './network.js';
 import { Passt } from './passt.js';
 import { joinNetworkNamespace } from '../sys/namespace.js';
 import { bindAbstract } from '../sys/unix-socket.js';
 import { closeFd } from '../sys/io.js';
+
+/**
+ * TCP's minimum retransmission timeout in the guest (Linux: 200 ms). The
+ * guest's only TCP peer is passt on this host, whose round trip is well
+ * under a millisecond; passt acknowledges only what its socket took, so a
+ * guest that sends faster than the host side drains has segments to resend,
+ * and with 200 ms each such loss stalled the connection.
+ */
+export const GUEST_RTO_MIN_MS = 10;
 
 /** Held (in the namespace) by the one VMM whose passt forwards the namespace's inbound ports. */
 const INBOUND_PORTS_LOCK = 'husk-inbound-ports';
@@ -73,8 +83,11 @@ export class GuestNet {
     return { kind: 'net', fd: this.passt.deviceFd, mac: this.plan.mac, mtu: this.plan.mtu };
   }
 
-  get setup(): GuestNetwork {
-    return { mac: this.plan.mac, mtu: this.plan.mtu, addresses: this.plan.addresses, routes: this.plan.routes };
+  /** eth0's configuration for an agent with these FEATURES bits. */
+  setupFor(features: number): GuestNetwork {
+    const n: GuestNetwork = { mac: this.plan.mac, mtu: this.plan.mtu, addresses: this.plan.addresses, routes: this.plan.routes };
+    if (features & FEATURE_NET_RTO_MIN) n.rtoMinMs = GUEST_RTO_MIN_MS;
+    return n;
   }
 
   async stop(): Promise<void> {

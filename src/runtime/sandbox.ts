@@ -104,7 +104,8 @@ export class Sandbox {
       if (guestNet?.lost) throw new SandboxError(guestNet.lost);
       const sb = new Sandbox(vm, agent, agentServer, opts, guestNet);
       if (guestNet) {
-        if ((agent.hello.features ?? 0) & FEATURE_NET) plan!.setup.network = guestNet.setup;
+        const features = agent.hello.features ?? 0;
+        if (features & FEATURE_NET) plan!.setup.network = guestNet.setupFor(features);
         else log('the guest agent cannot configure networking (FEATURES bit 3): eth0 stays down');
       }
       if (plan && agent.extended) await Promise.race([agent.setup(plan.setup), engineGone]);
