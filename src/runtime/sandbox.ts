@@ -105,8 +105,10 @@ export class Sandbox {
       const sb = new Sandbox(vm, agent, agentServer, opts, guestNet);
       if (guestNet) {
         const features = agent.hello.features ?? 0;
-        if (features & FEATURE_NET) plan!.setup.network = guestNet.setupFor(features);
-        else log('the guest agent cannot configure networking (FEATURES bit 3): eth0 stays down');
+        if (features & FEATURE_NET) {
+          plan!.setup.network = guestNet.setupFor(features);
+          plan!.setup.sysctl = { ...guestNet.sysctlsFor(size.memoryMiB), ...plan!.setup.sysctl };
+        } else log('the guest agent cannot configure networking (FEATURES bit 3): eth0 stays down');
       }
       if (plan && agent.extended) await Promise.race([agent.setup(plan.setup), engineGone]);
       else if (plan) log('the guest agent lacks container set-up (extension A): mounts and hostname are the agent defaults');

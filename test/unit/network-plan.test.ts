@@ -91,4 +91,17 @@ describe('network plan', () => {
     ]);
     expect(() => encodeNetwork(new TlvWriter(), { mac: '02:00:00:00:00:01', mtu: 1500, addresses: [{ family: 4, address: '1.2.3.4', prefix: 33 }], routes: [] })).toThrow(/prefix/);
   });
+
+  it('sends NET_RTO_MIN right after NET_LINK (the agent puts it on the routes it adds next), only when asked', () => {
+    const t = templateFrom(links, r4, r6)!;
+    const w = new TlvWriter();
+    encodeNetwork(w, { mac: '02:00:00:00:00:01', mtu: 65520, addresses: t.addresses, routes: t.routes, rtoMinMs: 10 });
+    const attrs = parseTlv(w.finish());
+    expect(attrs.map((a) => a.tag)).toEqual([Tag.NET_LINK, Tag.NET_RTO_MIN, Tag.NET_ADDR, Tag.NET_ADDR, Tag.NET_ROUTE, Tag.NET_ROUTE, Tag.NET_ROUTE]);
+    expect(Buffer.from(attrs[1]!.value).readUInt32LE(0)).toBe(10);
+    expect(attrs[1]!.value.byteLength).toBe(4);
+    for (const bad of [0, 1001, 2.5, -1]) {
+      expect(() => encodeNetwork(new TlvWriter(), { mac: '02:00:00:00:00:01', mtu: 1500, addresses: [], routes: [], rtoMinMs: bad })).toThrow(/minimum RTO/);
+    }
+  });
 });
