@@ -5,6 +5,7 @@ import { forwardedPorts, guestMac, networkNamespace, portCount, templateFrom } f
 import { ipBytes, encodeNetwork } from '../../src/agent/net-attrs.js';
 import { TlvWriter, parseTlv, Tag } from '../../src/agent/protocol.js';
 import { defaultSpec } from '../../src/oci/default-spec.js';
+import { guestTcpRmem } from '../../src/runtime/guest-net.js';
 
 const links = [
   { ifname: 'lo', link_type: 'loopback', flags: ['LOOPBACK', 'UP'], mtu: 65536, addr_info: [{ family: 'inet', local: '127.0.0.1', prefixlen: 8, scope: 'host' }] },
@@ -103,5 +104,17 @@ describe('network plan', () => {
     for (const bad of [0, 1001, 2.5, -1]) {
       expect(() => encodeNetwork(new TlvWriter(), { mac: '02:00:00:00:00:01', mtu: 1500, addresses: [], routes: [], rtoMinMs: bad })).toThrow(/minimum RTO/);
     }
+  });
+
+  it('lets a guest TCP socket buffer 1/32 of guest RAM for passt, within the namespace\'s own limit', () => {
+    // 512 MiB: 16 MiB instead of the guest kernel's 4 MiB; the namespace allows 32 MiB.
+    expect(guestTcpRmem(512, 32 << 20)).toBe(`4096 131072 ${16 << 20}`);
+    // A namespace that allows less bounds it, as runc's container there would be bounded.
+    expect(guestTcpRmem(512, 8 << 20)).toBe(`4096 131072 ${8 << 20}`);
+    expect(guestTcpRmem(2048, undefined)).toBe(`4096 131072 ${64 << 20}`);
+    // Nothing to gain over the guest kernel's own default (1/128 of RAM, at most 6 MiB).
+    expect(guestTcpRmem(512, 4 << 20)).toBeUndefined();
+    expect(guestTcpRmem(128, undefined)).toBe(`4096 131072 ${4 << 20}`);
+    expect(guestTcpRmem(128, 1 << 20)).toBeUndefined();
   });
 });
