@@ -16,23 +16,29 @@ import { closeFd } from '../sys/io.js';
 
 /**
  * TCP's minimum retransmission timeout in the guest (Linux: 200 ms). The
- * guest's only TCP peer is passt on this host, whose round trip is well
- * under a millisecond; passt acknowledges only what its socket took, so a
- * guest that sends faster than the host side drains has segments to resend,
- * and with 200 ms each such loss stalled the connection.
+ * guest's only TCP peer is passt on this host; passt acknowledges only what
+ * its host socket took, so a guest that sends faster than the host side
+ * drains has segments to resend, and each such loss stalled the connection
+ * for 200 ms. Not lower: passt delays its ACKs by up to 50 ms (ACK_INTERVAL)
+ * when nothing else is due, and a shorter timeout resends data passt has
+ * (10 ms did, and a half-closed connection then never saw passt's FIN).
  */
-export const GUEST_RTO_MIN_MS = 10;
+export const GUEST_RTO_MIN_MS = 100;
 
 /**
- * One guest TCP socket's receive buffer may grow to 1/32 of guest RAM (the
+ * One guest TCP socket's receive buffer may grow to 1/64 of guest RAM (the
  * guest kernel's default is 1/128, so 4 MiB for 512 MiB), never beyond what
  * the container's namespace allows its own sockets (what it would get with
- * runc). passt sends the guest no more than the guest's receive window and
+ * runc), nor beyond a window scale of 8: passt (as packaged) handles windows
+ * up to 16 MiB, and with 16 MiB buffers (scale 9) a half-closed connection
+ * never saw passt's FIN. passt sends the guest no more than the guest's receive window and
  * then waits for its acknowledgement: each round trip through passt, the
  * device and the emulated guest costs milliseconds, and the default window
  * (~2 MiB) made host -> container transfers ping-pong in ~1 MiB rounds.
  */
-const RCVBUF_RAM_SHARE = 32;
+const RCVBUF_RAM_SHARE = 64;
+/** The largest buffer whose window still fits TCP window scale 8 (passt's MAX_WS). */
+const RCVBUF_MAX = 65535 << 8;
 /** The guest kernel's own tcp_rmem minimum and initial size, kept. */
 const TCP_RMEM_MIN_DEFAULT = '4096 131072';
 
@@ -48,7 +54,7 @@ function namespaceRmemMax(): number | undefined {
 
 /** The guest's net.ipv4.tcp_rmem for `memoryMiB` of RAM, or undefined when the guest's default is as large. */
 export function guestTcpRmem(memoryMiB: number, namespaceMax: number | undefined): string | undefined {
-  const max = Math.min(Math.floor((memoryMiB * 1024 * 1024) / RCVBUF_RAM_SHARE), namespaceMax ?? Infinity);
+  const max = Math.min(Math.floor((memoryMiB * 1024 * 1024) / RCVBUF_RAM_SHARE), namespaceMax ?? Infinity, RCVBUF_MAX);
   // The guest kernel's default for this much RAM (1/128 of it, at most 6 MiB): nothing to gain below it.
   const guestDefault = Math.min(Math.floor((memoryMiB * 1024 * 1024) / 128), 6 << 20);
   return max > guestDefault ? `${TCP_RMEM_MIN_DEFAULT} ${max}` : undefined;

@@ -118,7 +118,7 @@ describe('podman networks with --runtime husk', () => {
   it('guest TCP retransmits on passt\'s time scale, not after Linux\'s 200 ms floor, on the connected and the default route', async () => {
     // The host sends NET_RTO_MIN: every route of eth0, the agent's own prefix route included,
     // carries rto_min. /proc/net/tcp shows each socket's RTO in 1/100 s: Linux never goes
-    // below 20 (200 ms) without the metric; the configured 10 ms gives an RTO of a few.
+    // below 20 (200 ms) without the metric; the configured 100 ms gives about 10.
     const other = Object.values(os.networkInterfaces()).flat()
       .find((a) => a && a.family === 'IPv4' && !a.internal && !a.address.startsWith(`10.213.${SUBNET_OCTET}.`))?.address;
     expect(other, 'the host needs an IPv4 address outside the test network').toBeDefined();

@@ -106,15 +106,16 @@ describe('network plan', () => {
     }
   });
 
-  it('lets a guest TCP socket buffer 1/32 of guest RAM for passt, within the namespace\'s own limit', () => {
-    // 512 MiB: 16 MiB instead of the guest kernel's 4 MiB; the namespace allows 32 MiB.
-    expect(guestTcpRmem(512, 32 << 20)).toBe(`4096 131072 ${16 << 20}`);
+  it('lets a guest TCP socket buffer 1/64 of guest RAM for passt, within the namespace\'s limit and passt\'s window scale', () => {
+    // 512 MiB: 8 MiB instead of the guest kernel's 4 MiB; the namespace allows 32 MiB.
+    expect(guestTcpRmem(512, 32 << 20)).toBe(`4096 131072 ${8 << 20}`);
     // A namespace that allows less bounds it, as runc's container there would be bounded.
-    expect(guestTcpRmem(512, 8 << 20)).toBe(`4096 131072 ${8 << 20}`);
-    expect(guestTcpRmem(2048, undefined)).toBe(`4096 131072 ${64 << 20}`);
+    expect(guestTcpRmem(512, 6 << 20)).toBe(`4096 131072 ${6 << 20}`);
+    // Never a window scale above 8 (passt's limit), however large the guest.
+    expect(guestTcpRmem(4096, undefined)).toBe(`4096 131072 ${65535 << 8}`);
     // Nothing to gain over the guest kernel's own default (1/128 of RAM, at most 6 MiB).
     expect(guestTcpRmem(512, 4 << 20)).toBeUndefined();
-    expect(guestTcpRmem(128, undefined)).toBe(`4096 131072 ${4 << 20}`);
+    expect(guestTcpRmem(128, undefined)).toBe(`4096 131072 ${2 << 20}`);
     expect(guestTcpRmem(128, 1 << 20)).toBeUndefined();
   });
 });
