@@ -9,7 +9,12 @@ export interface GuestNetwork {
   mtu: number;
   addresses: { family: 4 | 6; address: string; prefix: number }[];
   routes: { family: 4 | 6; dst: string; prefix: number; gateway?: string }[];
+  /** TCP's minimum retransmission timeout on every route of eth0, ms (only for an agent with FEATURE_NET_RTO_MIN) */
+  rtoMinMs?: number;
 }
+
+/** The agent's bounds for NET_RTO_MIN. */
+export const RTO_MIN_RANGE_MS = [1, 1000] as const;
 
 /** 16 bytes: an IPv4 address in the first 4, an IPv6 address in all 16. */
 export function ipBytes(family: 4 | 6, addr: string): Uint8Array {
@@ -45,6 +50,11 @@ export function encodeNetwork(w: TlvWriter, n: GuestNetwork): void {
   new DataView(link.buffer).setUint32(0, n.mtu >>> 0, true);
   link.set(macBytes(n.mac), 4);
   w.bytes(Tag.NET_LINK, link);
+  if (n.rtoMinMs !== undefined) {
+    // Before the addresses and routes: the agent puts it on each of them as they are added.
+    if (!Number.isInteger(n.rtoMinMs) || n.rtoMinMs < RTO_MIN_RANGE_MS[0] || n.rtoMinMs > RTO_MIN_RANGE_MS[1]) throw new ProtocolError(`bad minimum RTO ${n.rtoMinMs} ms`);
+    w.u32(Tag.NET_RTO_MIN, n.rtoMinMs);
+  }
   for (const a of n.addresses) {
     const maxPrefix = a.family === 4 ? 32 : 128;
     if (!Number.isInteger(a.prefix) || a.prefix < 0 || a.prefix > maxPrefix) throw new ProtocolError(`bad prefix /${a.prefix}`);

@@ -83,6 +83,8 @@ export const Tag = {
   NET_LINK: 50,
   NET_ADDR: 51,
   NET_ROUTE: 52,
+  // TCP's minimum RTO on eth0's routes (docs/agent-protocol.md, "TCP minimum RTO")
+  NET_RTO_MIN: 90,
 } as const;
 
 /** FEATURES bit: the agent implements extension A (full process spec, SETUP, HOLD/START, RESIZE). */
@@ -95,6 +97,8 @@ export const FEATURE_CGROUP = 4;
 export const FEATURE_NET = 8;
 /** FEATURES bit: extension D, PROCFS (the container's /proc files for the host's /proc view). */
 export const FEATURE_PROCFS = 16;
+/** FEATURES bit: SETUP's NET_RTO_MIN sets TCP's minimum retransmission timeout on eth0's routes. */
+export const FEATURE_NET_RTO_MIN = 32;
 
 export interface Frame {
   type: number;

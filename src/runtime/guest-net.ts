@@ -2,15 +2,63 @@
 // passt started in it, the virtio-net device that carries its frames and
 // the SETUP attributes that configure eth0. A passt that dies while the
 // VM runs is logged and reported (onLost), never ignored.
+import fs from 'node:fs';
 import path from 'node:path';
 import type { Spec } from '../oci/spec.js';
 import type { DeviceSpec } from '../vmm/devices/factory.js';
 import type { GuestNetwork } from '../agent/net-attrs.js';
+import { FEATURE_NET_RTO_MIN } from '../agent/protocol.js';
 import { planNetwork, type NetworkPlan } from './network.js';
 import { Passt } from './passt.js';
 import { joinNetworkNamespace } from '../sys/namespace.js';
 import { bindAbstract } from '../sys/unix-socket.js';
 import { closeFd } from '../sys/io.js';
+
+/**
+ * TCP's minimum retransmission timeout in the guest (Linux: 200 ms). The
+ * guest's only TCP peer is passt on this host; passt acknowledges only what
+ * its host socket took, so a guest that sends faster than the host side
+ * drains has segments to resend, and each such loss stalled the connection
+ * for 200 ms. Not lower: passt delays its ACKs by up to 50 ms (ACK_INTERVAL)
+ * when nothing else is due, and a shorter timeout resends data passt has
+ * (10 ms did, and a half-closed connection then never saw passt's FIN).
+ */
+export const GUEST_RTO_MIN_MS = 100;
+
+/**
+ * One guest TCP socket's receive buffer may grow to 1/64 of guest RAM (the
+ * guest kernel's default is 1/128, so 4 MiB for 512 MiB), never beyond what
+ * the container's namespace allows its own sockets (what it would get with
+ * runc), nor beyond a window scale of 8: passt (as packaged) handles windows
+ * up to 16 MiB, and with 16 MiB buffers (scale 9) a half-closed connection
+ * never saw passt's FIN. passt sends the guest no more than the guest's receive window and
+ * then waits for its acknowledgement: each round trip through passt, the
+ * device and the emulated guest costs milliseconds, and the default window
+ * (~2 MiB) made host -> container transfers ping-pong in ~1 MiB rounds.
+ */
+const RCVBUF_RAM_SHARE = 64;
+/** The largest buffer whose window still fits TCP window scale 8 (passt's MAX_WS). */
+const RCVBUF_MAX = 65535 << 8;
+/** The guest kernel's own tcp_rmem minimum and initial size, kept. */
+const TCP_RMEM_MIN_DEFAULT = '4096 131072';
+
+/** The largest TCP receive buffer of the namespace this thread is in (/proc/sys/net is per namespace), or undefined. */
+function namespaceRmemMax(): number | undefined {
+  try {
+    const max = Number(fs.readFileSync('/proc/sys/net/ipv4/tcp_rmem', 'utf8').trim().split(/\s+/)[2]);
+    return Number.isSafeInteger(max) && max > 0 ? max : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** The guest's net.ipv4.tcp_rmem for `memoryMiB` of RAM, or undefined when the guest's default is as large. */
+export function guestTcpRmem(memoryMiB: number, namespaceMax: number | undefined): string | undefined {
+  const max = Math.min(Math.floor((memoryMiB * 1024 * 1024) / RCVBUF_RAM_SHARE), namespaceMax ?? Infinity, RCVBUF_MAX);
+  // The guest kernel's default for this much RAM (1/128 of it, at most 6 MiB): nothing to gain below it.
+  const guestDefault = Math.min(Math.floor((memoryMiB * 1024 * 1024) / 128), 6 << 20);
+  return max > guestDefault ? `${TCP_RMEM_MIN_DEFAULT} ${max}` : undefined;
+}
 
 /** Held (in the namespace) by the one VMM whose passt forwards the namespace's inbound ports. */
 const INBOUND_PORTS_LOCK = 'husk-inbound-ports';
@@ -22,11 +70,14 @@ export class GuestNet {
   lost?: string;
 
   private portsLock: number | null;
+  /** net.ipv4.tcp_rmem's maximum in the container's namespace (read there) */
+  private readonly rmemMax: number | undefined;
 
-  private constructor(plan: NetworkPlan, passt: Passt, portsLock: number | null) {
+  private constructor(plan: NetworkPlan, passt: Passt, portsLock: number | null, rmemMax: number | undefined) {
     this.plan = plan;
     this.passt = passt;
     this.portsLock = portsLock;
+    this.rmemMax = rmemMax;
   }
 
   /** null: the guest gets only lo (no network device, no passt). */
@@ -57,7 +108,7 @@ export class GuestNet {
       if (portsLock !== null) closeFd(portsLock);
       throw err;
     }
-    const gn = new GuestNet(plan, passt, portsLock);
+    const gn = new GuestNet(plan, passt, portsLock, namespaceRmemMax());
     void passt.exited.then((e) => {
       if (passt.stopped) return;
       const msg = `passt (pid ${passt.pid}) exited (${e.signal ?? `status ${e.code}`}): the container has no network; see ${path.join(stateDir, 'passt.log')}`;
@@ -73,8 +124,17 @@ export class GuestNet {
     return { kind: 'net', fd: this.passt.deviceFd, mac: this.plan.mac, mtu: this.plan.mtu };
   }
 
-  get setup(): GuestNetwork {
-    return { mac: this.plan.mac, mtu: this.plan.mtu, addresses: this.plan.addresses, routes: this.plan.routes };
+  /** eth0's configuration for an agent with these FEATURES bits. */
+  setupFor(features: number): GuestNetwork {
+    const n: GuestNetwork = { mac: this.plan.mac, mtu: this.plan.mtu, addresses: this.plan.addresses, routes: this.plan.routes };
+    if (features & FEATURE_NET_RTO_MIN) n.rtoMinMs = GUEST_RTO_MIN_MS;
+    return n;
+  }
+
+  /** Guest sysctls that serve passt's TCP better; the container's own sysctls override them. */
+  sysctlsFor(memoryMiB: number): Record<string, string> {
+    const rmem = guestTcpRmem(memoryMiB, this.rmemMax);
+    return rmem ? { 'net.ipv4.tcp_rmem': rmem } : {};
   }
 
   async stop(): Promise<void> {

@@ -104,8 +104,11 @@ export class Sandbox {
       if (guestNet?.lost) throw new SandboxError(guestNet.lost);
       const sb = new Sandbox(vm, agent, agentServer, opts, guestNet);
       if (guestNet) {
-        if ((agent.hello.features ?? 0) & FEATURE_NET) plan!.setup.network = guestNet.setup;
-        else log('the guest agent cannot configure networking (FEATURES bit 3): eth0 stays down');
+        const features = agent.hello.features ?? 0;
+        if (features & FEATURE_NET) {
+          plan!.setup.network = guestNet.setupFor(features);
+          plan!.setup.sysctl = { ...guestNet.sysctlsFor(size.memoryMiB), ...plan!.setup.sysctl };
+        } else log('the guest agent cannot configure networking (FEATURES bit 3): eth0 stays down');
       }
       if (plan && agent.extended) await Promise.race([agent.setup(plan.setup), engineGone]);
       else if (plan) log('the guest agent lacks container set-up (extension A): mounts and hostname are the agent defaults');

@@ -5,6 +5,7 @@ import { forwardedPorts, guestMac, networkNamespace, portCount, templateFrom } f
 import { ipBytes, encodeNetwork } from '../../src/agent/net-attrs.js';
 import { TlvWriter, parseTlv, Tag } from '../../src/agent/protocol.js';
 import { defaultSpec } from '../../src/oci/default-spec.js';
+import { guestTcpRmem } from '../../src/runtime/guest-net.js';
 
 const links = [
   { ifname: 'lo', link_type: 'loopback', flags: ['LOOPBACK', 'UP'], mtu: 65536, addr_info: [{ family: 'inet', local: '127.0.0.1', prefixlen: 8, scope: 'host' }] },
@@ -90,5 +91,31 @@ describe('network plan', () => {
       [Tag.NET_LINK, 12], [Tag.NET_ADDR, 20], [Tag.NET_ADDR, 20], [Tag.NET_ROUTE, 36], [Tag.NET_ROUTE, 36], [Tag.NET_ROUTE, 36],
     ]);
     expect(() => encodeNetwork(new TlvWriter(), { mac: '02:00:00:00:00:01', mtu: 1500, addresses: [{ family: 4, address: '1.2.3.4', prefix: 33 }], routes: [] })).toThrow(/prefix/);
+  });
+
+  it('sends NET_RTO_MIN right after NET_LINK (the agent puts it on the routes it adds next), only when asked', () => {
+    const t = templateFrom(links, r4, r6)!;
+    const w = new TlvWriter();
+    encodeNetwork(w, { mac: '02:00:00:00:00:01', mtu: 65520, addresses: t.addresses, routes: t.routes, rtoMinMs: 10 });
+    const attrs = parseTlv(w.finish());
+    expect(attrs.map((a) => a.tag)).toEqual([Tag.NET_LINK, Tag.NET_RTO_MIN, Tag.NET_ADDR, Tag.NET_ADDR, Tag.NET_ROUTE, Tag.NET_ROUTE, Tag.NET_ROUTE]);
+    expect(Buffer.from(attrs[1]!.value).readUInt32LE(0)).toBe(10);
+    expect(attrs[1]!.value.byteLength).toBe(4);
+    for (const bad of [0, 1001, 2.5, -1]) {
+      expect(() => encodeNetwork(new TlvWriter(), { mac: '02:00:00:00:00:01', mtu: 1500, addresses: [], routes: [], rtoMinMs: bad })).toThrow(/minimum RTO/);
+    }
+  });
+
+  it('lets a guest TCP socket buffer 1/64 of guest RAM for passt, within the namespace\'s limit and passt\'s window scale', () => {
+    // 512 MiB: 8 MiB instead of the guest kernel's 4 MiB; the namespace allows 32 MiB.
+    expect(guestTcpRmem(512, 32 << 20)).toBe(`4096 131072 ${8 << 20}`);
+    // A namespace that allows less bounds it, as runc's container there would be bounded.
+    expect(guestTcpRmem(512, 6 << 20)).toBe(`4096 131072 ${6 << 20}`);
+    // Never a window scale above 8 (passt's limit), however large the guest.
+    expect(guestTcpRmem(4096, undefined)).toBe(`4096 131072 ${65535 << 8}`);
+    // Nothing to gain over the guest kernel's own default (1/128 of RAM, at most 6 MiB).
+    expect(guestTcpRmem(512, 4 << 20)).toBeUndefined();
+    expect(guestTcpRmem(128, undefined)).toBe(`4096 131072 ${2 << 20}`);
+    expect(guestTcpRmem(128, 1 << 20)).toBeUndefined();
   });
 });

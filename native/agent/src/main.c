@@ -139,7 +139,8 @@ static void send_hello(struct conn *c)
 	buf_init(&b);
 	tlv_put_u32(&b, A_VERSION, PROTOCOL_VERSION);
 	tlv_put_str(&b, A_AGENT, AGENT_NAME);
-	tlv_put_u32(&b, A_FEATURES, FEATURE_EXTENSION_A | FEATURE_EXTENSION_B | FEATURE_CGROUP | FEATURE_NET | FEATURE_PROCFS);
+	tlv_put_u32(&b, A_FEATURES, FEATURE_EXTENSION_A | FEATURE_EXTENSION_B | FEATURE_CGROUP | FEATURE_NET |
+					    FEATURE_PROCFS | FEATURE_NET_RTO_MIN);
 	conn_send(c, T_HELLO, 0, b.data, b.len);
 	buf_free(&b);
 	log_debug("send HELLO");

@@ -1,4 +1,4 @@
-/* Networking (SETUP attributes NET_LINK, NET_ADDR, NET_ROUTE): configures
+/* Networking (SETUP attributes NET_LINK, NET_ADDR, NET_ROUTE, NET_RTO_MIN): configures
  * the guest's virtio-net interface with rtnetlink, the way the container's
  * namespace on the host is configured (same addresses, routes; passt on the
  * host carries the traffic). The interface is found by the MAC the host
@@ -36,6 +36,13 @@
 #define RTA_DST 1
 #define RTA_OIF 4
 #define RTA_GATEWAY 5
+#define RTA_PREFSRC 7
+#define RTA_METRICS 8
+#define RTAX_LOCK 1
+#define RTAX_RTO_MIN 13
+#define IFA_FLAGS 8
+#define IFA_F_NOPREFIXROUTE 0x200
+#define RTPROT_KERNEL 2
 #define RT_TABLE_MAIN 254
 #define RTPROT_BOOT 3
 #define RT_SCOPE_UNIVERSE 0
@@ -86,6 +93,9 @@ struct rtmsg {
 #define ROUTE_LEN 36
 
 static int link_index; /* eth0's ifindex once NET_LINK was applied */
+/* NET_RTO_MIN: TCP's minimum retransmission timeout (ms) on every route of eth0, 0 = the kernel's 200 ms */
+static uint32_t rto_min_ms;
+#define RTO_MIN_MAX_MS 1000
 
 static int addr_len(uint8_t family)
 {
@@ -126,6 +136,17 @@ int net_check(uint16_t tag, const uint8_t *v, uint32_t len, char *msg, size_t ms
 			return -EINVAL;
 		}
 		return 0;
+	case A_NET_RTO_MIN: {
+		uint32_t ms;
+		if (len != 4)
+			goto badlen;
+		memcpy(&ms, v, 4);
+		if (ms < 1 || ms > RTO_MIN_MAX_MS) {
+			snprintf(msg, msglen, "NET_RTO_MIN: %u ms out of range (1..%u)", ms, RTO_MIN_MAX_MS);
+			return -EINVAL;
+		}
+		return 0;
+	}
 	default:
 		return 0;
 	}
@@ -148,6 +169,20 @@ static void add_rta(struct nlreq *r, unsigned short type, const void *data, size
 	a->rta_len = (unsigned short)RTA_LENGTH(len);
 	memcpy(RTA_DATA(a), data, len);
 	r->nh.nlmsg_len = NL_ALIGN(r->nh.nlmsg_len) + NL_ALIGN(a->rta_len);
+}
+
+/* RTA_METRICS with NET_RTO_MIN, locked: TCP reads RTAX_RTO_MIN only from a locked metric. */
+static void add_rto_min(struct nlreq *r)
+{
+	struct rtattr *m = (struct rtattr *)((char *)r + NL_ALIGN(r->nh.nlmsg_len));
+	uint32_t lock = 1u << RTAX_RTO_MIN;
+	unsigned start = NL_ALIGN(r->nh.nlmsg_len);
+
+	m->rta_type = RTA_METRICS;
+	r->nh.nlmsg_len = start + (unsigned)RTA_LENGTH(0);
+	add_rta(r, RTAX_LOCK, &lock, 4);
+	add_rta(r, RTAX_RTO_MIN, &rto_min_ms, 4);
+	m->rta_len = (unsigned short)(r->nh.nlmsg_len - start);
 }
 
 /* Sends one request and waits for its acknowledgement: 0 or -errno. */
@@ -248,11 +283,47 @@ static int apply_link(const uint8_t *v, char *msg, size_t msglen)
 	return 0;
 }
 
+/* One route on eth0: dst/len, via gw (NULL: on-link), from prefsrc (NULL: the kernel's choice). */
+static int route_add(const uint8_t *v_dst, uint8_t family, uint8_t len, const uint8_t *gw, const uint8_t *prefsrc,
+		     unsigned char protocol, unsigned flags)
+{
+	struct nlreq r;
+	struct rtmsg *rt;
+	int alen = addr_len(family);
+	uint32_t oif = (uint32_t)link_index;
+
+	memset(&r, 0, sizeof r);
+	r.nh.nlmsg_len = NLMSG_LENGTH(sizeof *rt);
+	r.nh.nlmsg_type = RTM_NEWROUTE;
+	r.nh.nlmsg_flags = NLM_F_CREATE | NLM_F_REPLACE;
+	rt = NLMSG_DATA(&r.nh);
+	rt->rtm_family = family == 4 ? AF_INET : AF_INET6;
+	rt->rtm_dst_len = len;
+	rt->rtm_table = RT_TABLE_MAIN;
+	rt->rtm_protocol = protocol;
+	rt->rtm_scope = gw ? RT_SCOPE_UNIVERSE : RT_SCOPE_LINK;
+	rt->rtm_type = RTN_UNICAST;
+	rt->rtm_flags = flags;
+	if (len)
+		add_rta(&r, RTA_DST, v_dst, (size_t)alen);
+	if (gw)
+		add_rta(&r, RTA_GATEWAY, gw, (size_t)alen);
+	if (prefsrc)
+		add_rta(&r, RTA_PREFSRC, prefsrc, (size_t)alen);
+	add_rta(&r, RTA_OIF, &oif, 4);
+	if (rto_min_ms)
+		add_rto_min(&r);
+	return nl_talk(&r);
+}
+
 static int apply_addr(const uint8_t *v, char *msg, size_t msglen)
 {
 	struct nlreq r;
 	struct ifaddrmsg *ifa;
 	int alen = addr_len(v[0]), err;
+	/* With NET_RTO_MIN the prefix route is ours (with the metric), not the kernel's. */
+	int own_prefix = rto_min_ms && v[1] < alen * 8;
+	uint32_t flags;
 
 	memset(&r, 0, sizeof r);
 	r.nh.nlmsg_len = NLMSG_LENGTH(sizeof *ifa);
@@ -262,12 +333,24 @@ static int apply_addr(const uint8_t *v, char *msg, size_t msglen)
 	ifa->ifa_family = v[0] == 4 ? AF_INET : AF_INET6;
 	ifa->ifa_prefixlen = v[1];
 	/* No duplicate address detection: passt is the only other node on this link. */
-	ifa->ifa_flags = v[0] == 6 ? IFA_F_NODAD : 0;
+	flags = v[0] == 6 ? IFA_F_NODAD : 0;
+	ifa->ifa_flags = (uint8_t)flags;
 	ifa->ifa_scope = RT_SCOPE_UNIVERSE;
 	ifa->ifa_index = (unsigned)link_index;
 	add_rta(&r, IFA_LOCAL, v + 4, (size_t)alen);
 	add_rta(&r, IFA_ADDRESS, v + 4, (size_t)alen);
+	if (own_prefix) {
+		flags |= IFA_F_NOPREFIXROUTE;
+		add_rta(&r, IFA_FLAGS, &flags, 4);
+	}
 	err = nl_talk(&r);
+	if (err == 0 && own_prefix) {
+		uint8_t net[16];
+		memcpy(net, v + 4, 16);
+		for (int bit = v[1]; bit < alen * 8; bit++)
+			net[bit / 8] &= (uint8_t)~(0x80u >> (bit % 8));
+		err = route_add(net, v[0], v[1], NULL, v[0] == 4 ? v + 4 : NULL, RTPROT_KERNEL, 0);
+	}
 	if (err < 0) {
 		char a[INET6_ADDRSTRLEN] = "?";
 		inet_ntop(ifa->ifa_family, v + 4, a, sizeof a);
@@ -278,29 +361,7 @@ static int apply_addr(const uint8_t *v, char *msg, size_t msglen)
 
 static int route_once(const uint8_t *v, unsigned flags)
 {
-	struct nlreq r;
-	struct rtmsg *rt;
-	int alen = addr_len(v[0]);
-	uint32_t oif = (uint32_t)link_index;
-
-	memset(&r, 0, sizeof r);
-	r.nh.nlmsg_len = NLMSG_LENGTH(sizeof *rt);
-	r.nh.nlmsg_type = RTM_NEWROUTE;
-	r.nh.nlmsg_flags = NLM_F_CREATE | NLM_F_REPLACE;
-	rt = NLMSG_DATA(&r.nh);
-	rt->rtm_family = v[0] == 4 ? AF_INET : AF_INET6;
-	rt->rtm_dst_len = v[1];
-	rt->rtm_table = RT_TABLE_MAIN;
-	rt->rtm_protocol = RTPROT_BOOT;
-	rt->rtm_scope = v[2] ? RT_SCOPE_UNIVERSE : RT_SCOPE_LINK;
-	rt->rtm_type = RTN_UNICAST;
-	rt->rtm_flags = flags;
-	if (v[1])
-		add_rta(&r, RTA_DST, v + 4, (size_t)alen);
-	if (v[2])
-		add_rta(&r, RTA_GATEWAY, v + 20, (size_t)alen);
-	add_rta(&r, RTA_OIF, &oif, 4);
-	return nl_talk(&r);
+	return route_add(v + 4, v[0], v[1], v[2] ? v + 20 : NULL, NULL, RTPROT_BOOT, flags);
 }
 
 static int apply_route(const uint8_t *v, char *msg, size_t msglen)
@@ -326,6 +387,12 @@ int net_apply(uint16_t tag, const uint8_t *v, uint32_t len, char *msg, size_t ms
 	(void)len; /* checked by net_check */
 	if (tag == A_NET_LINK)
 		return apply_link(v, msg, msglen);
+	if (tag == A_NET_RTO_MIN) {
+		/* Before NET_ADDR and NET_ROUTE (the host sends it right after NET_LINK): they carry it. */
+		memcpy(&rto_min_ms, v, 4);
+		log_debug("SETUP: TCP minimum RTO %u ms on eth0's routes", rto_min_ms);
+		return 0;
+	}
 	if (!link_index) {
 		snprintf(msg, msglen, "network attribute %u before NET_LINK", tag);
 		return -EINVAL;

@@ -98,6 +98,7 @@ enum tlv_tag {
 	A_NET_LINK = 50,
 	A_NET_ADDR = 51,
 	A_NET_ROUTE = 52,
+	A_NET_RTO_MIN = 90,
 };
 
 /* FEATURES bits in HELLO. */
@@ -106,6 +107,7 @@ enum tlv_tag {
 #define FEATURE_CGROUP 4u
 #define FEATURE_NET 8u
 #define FEATURE_PROCFS 16u
+#define FEATURE_NET_RTO_MIN 32u
 
 /* ---- TLV ---- */
 

@@ -726,7 +726,8 @@ static int setup_attr(uint16_t tag, const uint8_t *val, uint32_t len, int apply,
 		return 0;
 	case A_NET_LINK:
 	case A_NET_ADDR:
-	case A_NET_ROUTE: {
+	case A_NET_ROUTE:
+	case A_NET_RTO_MIN: {
 		int r = net_check(tag, val, len, s, sizeof s);
 		if (r == 0 && apply)
 			r = net_apply(tag, val, len, s, sizeof s);

@@ -383,7 +383,7 @@ def extension_b_ps_without_container(a):
     a.expect_error(50, errno.ESRCH, "container not running")
     a.send(PS, 51, b"\1")
     a.expect_error(51, errno.EINVAL)
-NET_LINK, NET_ADDR, NET_ROUTE = 50, 51, 52
+NET_LINK, NET_ADDR, NET_ROUTE, NET_RTO_MIN = 50, 51, 52, 90
 
 
 @test
@@ -392,6 +392,7 @@ def net_attributes(_):
     typ, _, p = a.recv()
     assert typ == t.HELLO
     assert t.u32(t.parse_tlv(p)[FEATURES][0]) & 8  # networking
+    assert t.u32(t.parse_tlv(p)[FEATURES][0]) & 32  # NET_RTO_MIN
     link = struct.pack("<I", 65520) + bytes([2, 0, 0, 0, 0, 1, 0, 0])
     v4 = bytes([10, 88, 0, 5]) + bytes(12)
     gw4 = bytes([10, 88, 0, 1]) + bytes(12)
@@ -407,12 +408,15 @@ def net_attributes(_):
         tlv(NET_ROUTE, bytes([4, 0, 1, 0]) + bytes(16) + gw4[:15]),
         tlv(NET_ROUTE, bytes([4, 0, 2, 0]) + bytes(16) + gw4),  # gateway flag
         tlv(NET_ROUTE, bytes([4, 40, 0, 0]) + bytes(32)),
+        tlv(NET_RTO_MIN, struct.pack("<H", 10)),
+        tlv(NET_RTO_MIN, struct.pack("<I", 0)),
+        tlv(NET_RTO_MIN, struct.pack("<I", 1001)),
     ]
     for i, p in enumerate(bad):
         a.send(SETUP, 0, p)
         typ, id_, r = a.recv()
         assert typ == t.ERROR and t.i32(t.parse_tlv(r)[t.ERRNO][0]) == errno.EINVAL, (i, typ, r)
-    good = (tlv(NET_LINK, link) + tlv(NET_ADDR, bytes([4, 24, 0, 0]) + v4) +
+    good = (tlv(NET_LINK, link) + tlv(NET_RTO_MIN, struct.pack("<I", 10)) + tlv(NET_ADDR, bytes([4, 24, 0, 0]) + v4) +
             tlv(NET_ADDR, bytes([6, 64, 0, 0]) + bytes.fromhex("fd000000000000000000000000000005")) +
             tlv(NET_ROUTE, bytes([4, 0, 1, 0]) + bytes(16) + gw4) +
             tlv(NET_ROUTE, bytes([6, 0, 1, 0]) + bytes(16) + bytes.fromhex("fe800000000000000000000000000001")))

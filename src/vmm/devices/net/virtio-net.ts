@@ -237,7 +237,6 @@ export class VirtioNetDevice implements VirtioDevice {
   private flushRx(): void {
     const vq = this.env?.queue(RXQ);
     if (!vq || this.down) return;
-    let delivered = 0;
     try {
       for (;;) {
         const frame = this.reader.peek();
@@ -245,7 +244,10 @@ export class VirtioNetDevice implements VirtioDevice {
           const r = this.deliver(vq, frame);
           if (r === 'no-buffers') break;
           this.reader.drop();
-          delivered++;
+          // Interrupt per frame (free while the guest polls with interrupts off): the
+          // guest starts on the first frame of a burst while we copy the rest, instead
+          // of waiting for the whole burst (and acknowledging it) in lock-step.
+          vq.notify();
           continue;
         }
         if (!this.rxWaiting) break;
@@ -266,7 +268,6 @@ export class VirtioNetDevice implements VirtioDevice {
       else if (err instanceof QueueError || err instanceof GuestMemoryError) this.env!.log(`net: rx queue broken: ${err.message}`);
       else throw err;
     }
-    if (delivered) vq.notify();
     this.updateInterest();
   }
 

@@ -26,6 +26,8 @@ export function qmpSocketPath(stateDir: string): string {
 export function qemuArgs(cfg: MachineConfig, socketPaths: string[]): string[] {
   const args = [
     '-accel', 'tcg,thread=multi',
+    // Thread names ("CPU 0/TCG") for top -H and /proc/PID/task: which thread is busy.
+    '-name', 'husk,debug-threads=on',
     '-M', MICROVM_MACHINE,
     // Without ERMS/FSRM the guest kernel copies with unrolled 8-byte moves
     // instead of `rep movsb`, which TCG runs one byte per iteration: 3-4x
