@@ -40,6 +40,11 @@ int ctr_enter(int init)
 	return setns(ctr_ns, CLONE_NEWPID) < 0 ? -errno : 0;
 }
 
+int ctr_is_live(void)
+{
+	return ctr_ns >= 0;
+}
+
 int ctr_enter_live(void)
 {
 	if (ctr_ns < 0)

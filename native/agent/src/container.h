@@ -16,6 +16,8 @@ struct conn;
  * and, for the init, remembers the namespace. 0 or -errno. */
 int ctr_enter(int init);
 void ctr_leave(int init, pid_t pid);
+/* True while the container's init lives (its pid namespace exists). */
+int ctr_is_live(void);
 /* Like ctr_enter for a later process, but -ESRCH unless the init lives. */
 int ctr_enter_live(void);
 

@@ -41,6 +41,11 @@ static int mount_container_proc(char *err, size_t errlen)
 
 	if (mounted)
 		return 0;
+	if (!ctr_is_live()) {
+		snprintf(err, errlen, "container not running");
+		errno = ESRCH;
+		return -1;
+	}
 	mkdir("/run", 0755);
 	mkdir("/run/husk", 0755);
 	if (mkdir(PROC_DIR, 0555) < 0 && errno != EEXIST) {
