@@ -164,26 +164,21 @@ async function exitCost(exits: number, rounds: number) {
   }
   const ratio = (s: Series, k: 'tsWorker' | 'tsMain') => round(median(s[k].map((x, i) => x / s.c[i]!)), 3);
   const runs = (xs: number[]) => xs.map((x) => round(x, 0));
+  const summary = (s: Series) => ({
+    cNsPerExit: round(median(s.c)),
+    tsNsPerExit: round(median(s.tsWorker)),
+    tsMainThreadNsPerExit: round(median(s.tsMain)),
+    tsOverC: ratio(s, 'tsWorker'),
+    tsMainThreadOverC: ratio(s, 'tsMain'),
+  });
   return {
     exitsPerRun: exits,
     rounds,
     sliceExits: SLICE,
     // CPU time of the looping thread: what an exit costs, whatever else the shared machine runs
-    cpu: {
-      cNsPerExit: round(median(cpu.c)),
-      tsNsPerExit: round(median(cpu.tsWorker)),
-      tsMainThreadNsPerExit: round(median(cpu.tsMain)),
-      tsOverC: ratio(cpu, 'tsWorker'),
-      tsMainThreadOverC: ratio(cpu, 'tsMain'),
-    },
+    cpu: summary(cpu),
     // wall clock: also counts the time either loop waited for a CPU
-    wall: {
-      cNsPerExit: round(median(wall.c)),
-      tsNsPerExit: round(median(wall.tsWorker)),
-      tsMainThreadNsPerExit: round(median(wall.tsMain)),
-      tsOverC: ratio(wall, 'tsWorker'),
-      tsMainThreadOverC: ratio(wall, 'tsMain'),
-    },
+    wall: summary(wall),
     goalTsOverC: 1.1,
     runs: {
       cCpu: runs(cpu.c), tsCpu: runs(cpu.tsWorker), tsMainThreadCpu: runs(cpu.tsMain),
