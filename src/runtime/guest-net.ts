@@ -2,7 +2,6 @@
 // passt started in it, the virtio-net device that carries its frames and
 // the SETUP attributes that configure eth0. A passt that dies while the
 // VM runs is logged and reported (onLost), never ignored.
-import fs from 'node:fs';
 import path from 'node:path';
 import type { Spec } from '../oci/spec.js';
 import type { DeviceSpec } from '../vmm/devices/factory.js';
@@ -25,41 +24,6 @@ import { closeFd } from '../sys/io.js';
  */
 export const GUEST_RTO_MIN_MS = 100;
 
-/**
- * One guest TCP socket's receive buffer may grow to 1/64 of guest RAM (the
- * guest kernel's default is 1/128, so 4 MiB for 512 MiB), never beyond what
- * the container's namespace allows its own sockets (what it would get with
- * runc), nor beyond a window scale of 8: passt (as packaged) handles windows
- * up to 16 MiB, and with 16 MiB buffers (scale 9) a half-closed connection
- * never saw passt's FIN. passt sends the guest no more than the guest's receive window and
- * then waits for its acknowledgement: each round trip through passt, the
- * device and the emulated guest costs milliseconds, and the default window
- * (~2 MiB) made host -> container transfers ping-pong in ~1 MiB rounds.
- */
-const RCVBUF_RAM_SHARE = 64;
-/** The largest buffer whose window still fits TCP window scale 8 (passt's MAX_WS). */
-const RCVBUF_MAX = 65535 << 8;
-/** The guest kernel's own tcp_rmem minimum and initial size, kept. */
-const TCP_RMEM_MIN_DEFAULT = '4096 131072';
-
-/** The largest TCP receive buffer of the namespace this thread is in (/proc/sys/net is per namespace), or undefined. */
-function namespaceRmemMax(): number | undefined {
-  try {
-    const max = Number(fs.readFileSync('/proc/sys/net/ipv4/tcp_rmem', 'utf8').trim().split(/\s+/)[2]);
-    return Number.isSafeInteger(max) && max > 0 ? max : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-/** The guest's net.ipv4.tcp_rmem for `memoryMiB` of RAM, or undefined when the guest's default is as large. */
-export function guestTcpRmem(memoryMiB: number, namespaceMax: number | undefined): string | undefined {
-  const max = Math.min(Math.floor((memoryMiB * 1024 * 1024) / RCVBUF_RAM_SHARE), namespaceMax ?? Infinity, RCVBUF_MAX);
-  // The guest kernel's default for this much RAM (1/128 of it, at most 6 MiB): nothing to gain below it.
-  const guestDefault = Math.min(Math.floor((memoryMiB * 1024 * 1024) / 128), 6 << 20);
-  return max > guestDefault ? `${TCP_RMEM_MIN_DEFAULT} ${max}` : undefined;
-}
-
 /** Held (in the namespace) by the one VMM whose passt forwards the namespace's inbound ports. */
 const INBOUND_PORTS_LOCK = 'husk-inbound-ports';
 
@@ -70,14 +34,11 @@ export class GuestNet {
   lost?: string;
 
   private portsLock: number | null;
-  /** net.ipv4.tcp_rmem's maximum in the container's namespace (read there) */
-  private readonly rmemMax: number | undefined;
 
-  private constructor(plan: NetworkPlan, passt: Passt, portsLock: number | null, rmemMax: number | undefined) {
+  private constructor(plan: NetworkPlan, passt: Passt, portsLock: number | null) {
     this.plan = plan;
     this.passt = passt;
     this.portsLock = portsLock;
-    this.rmemMax = rmemMax;
   }
 
   /** null: the guest gets only lo (no network device, no passt). */
@@ -108,7 +69,7 @@ export class GuestNet {
       if (portsLock !== null) closeFd(portsLock);
       throw err;
     }
-    const gn = new GuestNet(plan, passt, portsLock, namespaceRmemMax());
+    const gn = new GuestNet(plan, passt, portsLock);
     void passt.exited.then((e) => {
       if (passt.stopped) return;
       const msg = `passt (pid ${passt.pid}) exited (${e.signal ?? `status ${e.code}`}): the container has no network; see ${path.join(stateDir, 'passt.log')}`;
@@ -129,12 +90,6 @@ export class GuestNet {
     const n: GuestNetwork = { mac: this.plan.mac, mtu: this.plan.mtu, addresses: this.plan.addresses, routes: this.plan.routes };
     if (features & FEATURE_NET_RTO_MIN) n.rtoMinMs = GUEST_RTO_MIN_MS;
     return n;
-  }
-
-  /** Guest sysctls that serve passt's TCP better; the container's own sysctls override them. */
-  sysctlsFor(memoryMiB: number): Record<string, string> {
-    const rmem = guestTcpRmem(memoryMiB, this.rmemMax);
-    return rmem ? { 'net.ipv4.tcp_rmem': rmem } : {};
   }
 
   async stop(): Promise<void> {

@@ -107,7 +107,6 @@ export class Sandbox {
         const features = agent.hello.features ?? 0;
         if (features & FEATURE_NET) {
           plan!.setup.network = guestNet.setupFor(features);
-          plan!.setup.sysctl = { ...guestNet.sysctlsFor(size.memoryMiB), ...plan!.setup.sysctl };
         } else log('the guest agent cannot configure networking (FEATURES bit 3): eth0 stays down');
       }
       if (plan && agent.extended) await Promise.race([agent.setup(plan.setup), engineGone]);
