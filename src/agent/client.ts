@@ -7,8 +7,6 @@ import {
   FEATURE_EXTENSION_A, FEATURE_EXTENSION_B, FEATURE_PROCFS, FrameReader, MsgType, PROTOCOL_VERSION, ProtocolError, Tag, TlvWriter,
   attrInt, attrString, encodeFrame, parseTlv, winsizeBytes, type Frame,
 } from './protocol.js';
-
-export { winsizeBytes };
 import { encodeNetwork, type GuestNetwork } from './net-attrs.js';
 
 export interface ProcessSpec {

@@ -90,16 +90,29 @@ void procfs_container_gone(void)
 	mounted = 0;
 }
 
-/* One PROC_FILE attribute: u32 pid, name, NUL, contents (at most FILE_MAX). */
+/* One PROC_FILE attribute: u32 pid, name, NUL, contents. */
+static void put_attr(struct buf *b, uint32_t pid, const char *name, const char *data, size_t len)
+{
+	size_t nlen = strlen(name);
+
+	buf_put_u16(b, A_PROC_FILE);
+	buf_put_u32(b, (uint32_t)(4 + nlen + 1 + len));
+	buf_put_u32(b, pid);
+	buf_put(b, name, nlen + 1);
+	buf_put(b, data, len);
+}
+
+/* A file's contents (at most FILE_MAX); nothing when it is gone: the host
+ * lists what remains. */
 static void put_file(struct buf *b, uint32_t pid, const char *name, const char *path)
 {
 	char data[FILE_MAX];
-	size_t len = 0, nlen = strlen(name);
+	size_t len = 0;
 	ssize_t r;
 	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 
 	if (fd < 0)
-		return; /* the process is gone: the host lists what remains */
+		return;
 	while (len < sizeof data && (r = read(fd, data + len, sizeof data - len)) != 0) {
 		if (r < 0) {
 			if (errno == EINTR)
@@ -109,26 +122,16 @@ static void put_file(struct buf *b, uint32_t pid, const char *name, const char *
 		len += (size_t)r;
 	}
 	close(fd);
-	buf_put_u16(b, A_PROC_FILE);
-	buf_put_u32(b, (uint32_t)(4 + nlen + 1 + len));
-	buf_put_u32(b, pid);
-	buf_put(b, name, nlen + 1);
-	buf_put(b, data, len);
+	put_attr(b, pid, name, data, len);
 }
 
 static void put_link(struct buf *b, uint32_t pid, const char *name, const char *path)
 {
 	char link[128];
-	size_t nlen = strlen(name);
 	ssize_t n = readlink(path, link, sizeof link);
 
-	if (n <= 0 || (size_t)n >= sizeof link)
-		return;
-	buf_put_u16(b, A_PROC_FILE);
-	buf_put_u32(b, (uint32_t)(4 + nlen + 1 + (size_t)n));
-	buf_put_u32(b, pid);
-	buf_put(b, name, nlen + 1);
-	buf_put(b, link, (size_t)n);
+	if (n > 0 && (size_t)n < sizeof link)
+		put_attr(b, pid, name, link, (size_t)n);
 }
 
 void procfs_handle(struct conn *c, uint32_t id, const uint8_t *p, size_t n)

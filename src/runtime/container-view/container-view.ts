@@ -17,7 +17,7 @@
 // or the guest (whose virtio-fs workers live in the host's namespace).
 import fs from 'node:fs';
 import path from 'node:path';
-import { AT_FDCWD, O_CLOEXEC, O_DIRECTORY, O_NOFOLLOW, O_PATH, closeQuiet, fstat, openat } from '../../sys/fsops.js';
+import { AT_FDCWD, O_CLOEXEC, O_DIRECTORY, O_NOFOLLOW, O_PATH, S_IFDIR, S_IFLNK, S_IFMT, closeQuiet, fstat, openat } from '../../sys/fsops.js';
 import { detach, enterPrivateMountNamespace, mount, MS_BIND, MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_RDONLY, MS_REC, MS_REMOUNT, MS_SHARED } from '../../sys/mount.js';
 import type { Mount } from '../../oci/spec.js';
 import { isBindMount, parseMountOptions } from '../translate.js';
@@ -30,9 +30,6 @@ const READ_BUFFER = 64 * 1024 + 4096;
 const STALE_MS = 1000;
 /** A guest that does not answer leaves the listing empty rather than hanging the reader. */
 const FETCH_TIMEOUT_MS = 3000;
-const S_IFMT = 0o170000;
-const S_IFDIR = 0o040000;
-const S_IFLNK = 0o120000;
 
 export interface ContainerViewOptions {
   /** The container's rootfs on the host. */
@@ -100,8 +97,9 @@ export class ContainerView {
     const fds: number[] = [];
     let fuseFd = -1;
     try {
+      const binds = o.mounts.filter((m) => isBindMount(m) && m.source).map((m) => ({ m, source: path.resolve(o.bundleDir, m.source!) }));
       enterPrivateMountNamespace();
-      ContainerView.dropForeignMounts(o);
+      ContainerView.dropForeignMounts(o, binds.map((b) => b.source));
       // The rootfs becomes a shared mount of its own (in this namespace only)
       // and its peer is stacked on "/": what is mounted below the rootfs from
       // here on shows in the peer too, and unmounting it here unmounts both.
@@ -113,7 +111,7 @@ export class ContainerView {
       fds.push(root);
       mount(o.rootfs, '/', '', MS_BIND | MS_REC, null);
       // Binds first: a bind over a directory that holds proc would hide the view.
-      for (const m of o.mounts) if (isBindMount(m) && m.source) ContainerView.bind(root, m, o);
+      for (const b of binds) ContainerView.bind(root, b.m, b.source, o.log);
       if (o.fetch) {
         const proc = openBeneath(root, 'proc');
         if (proc === undefined || (fstat(proc).mode & S_IFMT) !== S_IFDIR) {
@@ -144,9 +142,8 @@ export class ContainerView {
    * namespaces (nsfs) and root file systems (overlay) would outlive their
    * removal by the host. This process needs neither, so they are detached here.
    */
-  private static dropForeignMounts(o: ContainerViewOptions): void {
-    const needed = [o.rootfs, ...o.mounts.filter((m) => isBindMount(m) && m.source).map((m) => path.resolve(o.bundleDir, m.source!))]
-      .map((p) => path.resolve(p));
+  private static dropForeignMounts(o: ContainerViewOptions, bindSources: string[]): void {
+    const needed = [path.resolve(o.rootfs), ...bindSources];
     // A mount the rootfs or a bind source lies on (or in) stays.
     const mine = (mp: string) => needed.some((p) => p === mp || p.startsWith(mp === '/' ? '/' : `${mp}/`) || mp.startsWith(`${p}/`));
     let dropped = 0;
@@ -167,22 +164,23 @@ export class ContainerView {
   }
 
   /** One bind mount of the spec at its destination in the view (skipped, logged, when it cannot be placed safely). */
-  private static bind(root: number, m: Mount, o: ContainerViewOptions): void {
-    const parentRel = path.posix.dirname(path.posix.normalize(`/${m.destination}`));
-    const base = path.posix.basename(path.posix.normalize(`/${m.destination}`));
+  private static bind(root: number, m: Mount, source: string, log: (msg: string) => void): void {
+    const destination = path.posix.normalize(`/${m.destination}`);
+    const parentRel = path.posix.dirname(destination);
+    const base = path.posix.basename(destination);
     const parent = openBeneath(root, parentRel);
     const dest = parent === undefined || base === '' || base === '..' ? undefined : openBeneath(parent, base);
     try {
       if (dest === undefined) {
-        o.log(`container view: no place for the bind mount at ${m.destination}`);
+        log(`container view: no place for the bind mount at ${m.destination}`);
         return;
       }
       const rec = (m.options ?? []).includes('rbind') ? MS_REC : 0;
-      mount(path.resolve(o.bundleDir, m.source!), fdPath(dest), '', MS_BIND | rec, null);
+      mount(source, fdPath(dest), '', MS_BIND | rec, null);
       // The new mount's root is reached by name from its parent (the fd still names the directory below it).
       if (parseMountOptions(m.options).flags & MS_RDONLY) mount('', `${fdPath(parent!)}/${base}`, '', MS_BIND | MS_REMOUNT | MS_RDONLY | rec, null);
     } catch (e) {
-      o.log(`container view: bind mount at ${m.destination}: ${(e as Error).message}`);
+      log(`container view: bind mount at ${m.destination}: ${(e as Error).message}`);
     } finally {
       if (dest !== undefined) closeQuiet(dest);
       if (parent !== undefined) closeQuiet(parent);

@@ -11,28 +11,24 @@ import type { RequestBuffers } from '../../vmm/devices/fs/fuse-server.js';
 import { Request, Reply, BadRequest } from '../../vmm/devices/fs/fuse-io.js';
 import {
   FUSE_KERNEL_VERSION, FUSE_ROOT_ID, INIT_IN_MIN_SIZE, INIT_OUT_SIZE, Op, READ_IN_SIZE, STATFS_OUT_SIZE,
-  attrOut, entryOut, openOut, timeoutFromSeconds, writeDirent, align8, DIRENT_HEADER_SIZE,
+  FOPEN_DIRECT_IO, attrOut, entryOut, openOut, timeoutFromSeconds, writeDirent, align8, DIRENT_HEADER_SIZE,
 } from '../../vmm/devices/fs/fuse-protocol.js';
-import type { Stat } from '../../sys/fsops.js';
+import { S_IFDIR, S_IFLNK, S_IFREG, type Stat } from '../../sys/fsops.js';
 import { SysError } from '../../sys/libc.js';
 import { PID_MAX, PROCESS_FILES, TOP_FILES, emptySnapshot, type ProcSnapshot } from './snapshot.js';
 
 const E = os.constants.errno;
 /** The minor this server speaks over /dev/fuse (struct sizes as in fuse-protocol.ts). */
 const OUR_MINOR = 31;
-const FOPEN_DIRECT_IO = 1;
 const MAX_HANDLES = 1024;
 /** Nothing is cached by the kernel: every lookup sees the newest snapshot. */
 const NO_CACHE = timeoutFromSeconds(0);
 
-const S_IFDIR = 0o040000;
-const S_IFREG = 0o100000;
-const S_IFLNK = 0o120000;
 const DT_DIR = 4;
 const DT_REG = 8;
 const DT_LNK = 10;
 
-// Node ids: 1 root, 2.. top files; a process owns 8 ids from pidBase(pid).
+// Node ids: 1 root, 2.. top files; a process owns 8 ids from pidNode(pid, 0).
 const TOP_BASE = 2;
 const PID_SHIFT = 3;
 const PID_ID0 = 16;
@@ -55,8 +51,6 @@ export class ProcViewFs {
   private snap: ProcSnapshot = emptySnapshot();
   private readonly handles = new Map<number, Buffer | DirEntry[]>();
   private nextHandle = 1;
-  /** Served requests by opcode name (tests and diagnostics). */
-  readonly stats = new Map<number, number>();
 
   setSnapshot(s: ProcSnapshot): void {
     this.snap = s;
@@ -84,7 +78,6 @@ export class ProcViewFs {
       if (e instanceof BadRequest) return out.send(e.unique, -e.errno, null);
       throw e;
     }
-    this.stats.set(req.opcode, (this.stats.get(req.opcode) ?? 0) + 1);
     if (req.opcode === Op.FORGET || req.opcode === Op.BATCH_FORGET || req.opcode === Op.INTERRUPT) return 0;
     try {
       const body = this.dispatch(req, out.bodyCapacity);
