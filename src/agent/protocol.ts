@@ -99,6 +99,8 @@ export const FEATURE_NET = 8;
 export const FEATURE_PROCFS = 16;
 /** FEATURES bit: SETUP's NET_RTO_MIN sets TCP's minimum retransmission timeout on eth0's routes. */
 export const FEATURE_NET_RTO_MIN = 32;
+/** FEATURES bit: extension F, the agent understands husk.defer_root (mounts the rootfs at SETUP or first RUN). */
+export const FEATURE_DEFER_ROOT = 1 << 6;
 
 export interface Frame {
   type: number;

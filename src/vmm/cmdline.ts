@@ -9,6 +9,8 @@ export interface GuestCmdlineOptions {
   /** virtio-fs tag carrying the bind-mount sources, mounted by the agent at bindsDir */
   bindsTag?: string;
   bindsDir?: string;
+  /** husk.defer_root: the agent says HELLO before mounting the rootfs and binds tags (at SETUP or first RUN) */
+  deferRoot?: boolean;
 }
 
 /**
@@ -41,6 +43,7 @@ export function guestCmdline(o: GuestCmdlineOptions): string {
     `husk.fs=${o.rootfsTag}`,
     `husk.port=${o.agentPort}`,
     ...(o.bindsTag ? [`husk.binds=${o.bindsTag}`] : []),
+    ...(o.deferRoot ? ['husk.defer_root'] : []),
     ...(o.debug ? ['husk.debug'] : []),
   ].join(' ');
 }

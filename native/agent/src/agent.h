@@ -17,6 +17,7 @@ struct agent_cfg {
 	int test_mode;      /* --test-fd: no mounts, no chroot, POWEROFF exits */
 	int debug;          /* husk.debug / --debug */
 	int bench;          /* husk.bench: report ready on the console and power off (boot baseline) */
+	int defer_root;     /* husk.defer_root: mount the rootfs and binds at SETUP or first RUN, not at boot */
 	char fs_tag[256];   /* husk.fs=TAG */
 	char binds_tag[256]; /* husk.binds=TAG, "" = none */
 	unsigned port;      /* husk.port=N */

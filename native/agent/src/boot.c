@@ -158,6 +158,8 @@ static void parse_cmdline(void)
 				log_info("ignoring invalid %s", tok);
 		} else if (strcmp(tok, "husk.bench") == 0) {
 			cfg.bench = 1;
+		} else if (strcmp(tok, "husk.defer_root") == 0) {
+			cfg.defer_root = 1;
 		} else if (strcmp(tok, "husk.debug") == 0 ||
 			   (strncmp(tok, "husk.debug=", 11) == 0 && strcmp(tok + 11, "0") != 0)) {
 			cfg.debug = 1;
@@ -327,22 +329,29 @@ static void mkdir_p(const char *path)
 	mkdir_if_missing(p);
 }
 
+/* What boot_rootfs mounted, so that a retry after a failure (deferred root:
+ * a later SETUP or RUN) mounts only what is still missing. */
+static int rootfs_mounted, binds_mounted;
+
 int boot_rootfs(char *err, size_t errlen)
 {
 	char e[128];
 	int r;
 
-	mkdir_if_missing(ROOTFS_DIR);
-	if (hook("HUSK_TEST_ROOTFS"))
-		r = mnt(hook("HUSK_TEST_ROOTFS"), ROOTFS_DIR, "none", MS_BIND, NULL);
-	else
-		r = mnt(cfg.fs_tag, ROOTFS_DIR, "virtiofs", 0, NULL);
-	if (r < 0) {
-		snprintf(err, errlen, "mount virtiofs \"%s\" on %s: %s", cfg.fs_tag, ROOTFS_DIR,
-			 errstr(-r, e, sizeof e));
-		return r;
+	if (!rootfs_mounted) {
+		mkdir_if_missing(ROOTFS_DIR);
+		if (hook("HUSK_TEST_ROOTFS"))
+			r = mnt(hook("HUSK_TEST_ROOTFS"), ROOTFS_DIR, "none", MS_BIND, NULL);
+		else
+			r = mnt(cfg.fs_tag, ROOTFS_DIR, "virtiofs", 0, NULL);
+		if (r < 0) {
+			snprintf(err, errlen, "mount virtiofs \"%s\" on %s: %s", cfg.fs_tag, ROOTFS_DIR,
+				 errstr(-r, e, sizeof e));
+			return r;
+		}
+		rootfs_mounted = 1;
 	}
-	if (cfg.binds_tag[0]) {
+	if (cfg.binds_tag[0] && !binds_mounted) {
 		/* Sources of the container's bind mounts (SETUP MOUNT type bind). */
 		mkdir_p(BINDS_DIR);
 		if (hook("HUSK_TEST_BINDS"))
@@ -354,8 +363,17 @@ int boot_rootfs(char *err, size_t errlen)
 				 errstr(-r, e, sizeof e));
 			return r;
 		}
+		binds_mounted = 1;
 	}
 	return 0;
+}
+
+int boot_ensure_root(char *err, size_t errlen)
+{
+	if (!cfg.defer_root || cfg.test_mode || (rootfs_mounted && (binds_mounted || !cfg.binds_tag[0])))
+		return 0;
+	log_debug("husk.defer_root: mounting the rootfs now");
+	return boot_rootfs(err, errlen);
 }
 
 void boot_container_mounts(void)

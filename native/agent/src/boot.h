@@ -17,6 +17,9 @@ int boot_connect(void);
 /* Mounts the container rootfs (and the husk.binds tag). 0 or -errno, with
  * a one-line description of the failure in err. */
 int boot_rootfs(char *err, size_t errlen);
+/* husk.defer_root: boot_rootfs on first need (SETUP, a RUN without SETUP),
+ * again after a failure; a no-op once mounted or without the token. */
+int boot_ensure_root(char *err, size_t errlen);
 /* The default container mounts (proc, sysfs, cgroup2, an rbind of /dev),
  * best effort; for hosts that send no SETUP. */
 void boot_container_mounts(void);

@@ -140,7 +140,7 @@ static void send_hello(struct conn *c)
 	tlv_put_u32(&b, A_VERSION, PROTOCOL_VERSION);
 	tlv_put_str(&b, A_AGENT, AGENT_NAME);
 	tlv_put_u32(&b, A_FEATURES, FEATURE_EXTENSION_A | FEATURE_EXTENSION_B | FEATURE_CGROUP | FEATURE_NET |
-					    FEATURE_PROCFS | FEATURE_NET_RTO_MIN);
+					    FEATURE_PROCFS | FEATURE_NET_RTO_MIN | FEATURE_DEFER_ROOT);
 	conn_send(c, T_HELLO, 0, b.data, b.len);
 	buf_free(&b);
 	log_debug("send HELLO");
@@ -276,9 +276,11 @@ int main(int argc, char **argv)
 	conn_init(&conn, fd);
 
 	if (!cfg.test_mode) {
-		/* Connected first, so a failure here reaches the host as an ERROR. */
+		/* Connected first, so a failure here reaches the host as an ERROR.
+		 * husk.defer_root: mounted later (boot_ensure_root), the host sets
+		 * the virtio-fs directories only when it hands out a container. */
 		char err[512];
-		int r = boot_rootfs(err, sizeof err);
+		int r = cfg.defer_root ? 0 : boot_rootfs(err, sizeof err);
 		if (r < 0) {
 			conn_send_error(&conn, 0, -r, "%s", err);
 			flush_for(&conn, POWEROFF_FLUSH_MS);

@@ -108,6 +108,7 @@ enum tlv_tag {
 #define FEATURE_NET 8u
 #define FEATURE_PROCFS 16u
 #define FEATURE_NET_RTO_MIN 32u
+#define FEATURE_DEFER_ROOT 64u /* understands husk.defer_root */
 
 /* ---- TLV ---- */
 

@@ -786,6 +786,15 @@ void setup_handle(struct conn *c, uint32_t id, const uint8_t *p, size_t n)
 		conn_send_error(c, 0, fail_err, "SETUP: %s", fail_msg);
 		return;
 	}
+	/* husk.defer_root: the rootfs comes now; a failure changes nothing
+	 * either (a later SETUP tries the mount again). */
+	char err[512];
+	int r = boot_ensure_root(err, sizeof err);
+	if (r < 0) {
+		log_info("SETUP: %s", err);
+		conn_send_error(c, 0, -r, "%s", err);
+		return;
+	}
 	if (!cfg.test_mode && setup_pass(p, n, 1) < 0) {
 		state = S_FAILED;
 		log_info("SETUP failed: %s", fail_msg);
@@ -805,8 +814,18 @@ void setup_handle(struct conn *c, uint32_t id, const uint8_t *p, size_t n)
 
 int setup_before_run(struct conn *c, uint32_t id)
 {
+	char err[512];
+	int r;
+
 	if (state == S_FAILED) {
 		conn_send_error(c, id, fail_err, "container set-up failed: %s", fail_msg);
+		return -1;
+	}
+	/* husk.defer_root without SETUP: the rootfs comes with the first RUN
+	 * (a failed mount fails this RUN only; the next one tries again). */
+	if ((r = boot_ensure_root(err, sizeof err)) < 0) {
+		log_info("RUN: %s", err);
+		conn_send_error(c, id, -r, "%s", err);
 		return -1;
 	}
 	if (!run_seen) {

@@ -95,6 +95,7 @@ def hello_features(a):
     typ, _, p = a.recv()
     assert typ == t.HELLO
     assert t.u32(t.parse_tlv(p)[FEATURES][0]) & 3 == 3  # extensions A and B
+    assert t.u32(t.parse_tlv(p)[FEATURES][0]) & 64  # understands husk.defer_root
 
 
 @test
