@@ -7,6 +7,7 @@ import { KvmMachine } from './engines/kvm/machine.js';
 import { selectEngine } from './engines/select.js';
 import { releasePrestartedWorkers } from './vhost-user/worker-pool.js';
 import { deviceSocketPath, type EngineExit, type MachineConfig, type RunningEngine } from './engine.js';
+import type { DeviceLateConfig } from './devices/factory.js';
 
 /** Optional observers (benchmarks). */
 export interface VmHooks {
@@ -80,6 +81,21 @@ export class Vm {
   /** Every device with its host, in config order. */
   private devices(): { kind: string; socketPath: string }[] {
     return this.hosts.flatMap((h) => h.devices.map((d) => ({ kind: d.spec.kind, socketPath: d.socketPath })));
+  }
+
+  /**
+   * Late configuration of device `deviceIndex` (config order, as in
+   * MachineConfig.devices), whichever host serves it (see DeviceHost.configure).
+   */
+  configureDevice(deviceIndex: number, config: DeviceLateConfig): Promise<void> {
+    let local = deviceIndex;
+    if (Number.isInteger(deviceIndex) && deviceIndex >= 0) {
+      for (const h of this.hosts) {
+        if (local < h.devices.length) return h.configure(local, config);
+        local -= h.devices.length;
+      }
+    }
+    return Promise.reject(new Error(`no device ${deviceIndex} in this VM`));
   }
 
   /** Device-side records (e.g. FUSE opcodes served), by device kind and index. */

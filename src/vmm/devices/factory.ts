@@ -4,6 +4,7 @@
 // for them, so their start-up is on the boot path.
 import type { VirtioDevice } from '../virtio/device.js';
 import type { VirtioFsOptions } from './fs/virtio-fs.js';
+import type { ExportSpec } from './fs/synthetic-root.js';
 import type { VsockDeviceOptions } from './vsock/vsock-device.js';
 import type { NetDeviceOptions } from './net/virtio-net.js';
 
@@ -11,6 +12,16 @@ export type DeviceSpec =
   | ({ kind: 'fs' } & VirtioFsOptions)
   | ({ kind: 'vsock' } & VsockDeviceOptions)
   | ({ kind: 'net' } & NetDeviceOptions);
+
+/**
+ * What a device started without it gets later (Vm.configureDevice): a
+ * deferred fs device its root or exports, a net device its passt socket
+ * (`fd` is a number in this process's fd table, which worker threads share;
+ * the device owns it once configure succeeded, the caller until then).
+ */
+export type DeviceLateConfig =
+  | { kind: 'fs'; root?: string; exports?: ExportSpec[]; readonly?: boolean; keepCache?: boolean }
+  | { kind: 'net'; fd: number };
 
 const code = {
   fs: () => import('./fs/virtio-fs.js'),

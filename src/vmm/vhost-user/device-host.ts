@@ -5,7 +5,7 @@ import { Worker, MessageChannel, receiveMessageOnPort, type MessagePort } from '
 import { takePrestartedWorker, workerScript } from './worker-pool.js';
 import { listenUnix } from '../../sys/unix-socket.js';
 import { closeFd, eventfd, eventfdSignal } from '../../sys/io.js';
-import type { DeviceSpec } from '../devices/factory.js';
+import type { DeviceLateConfig, DeviceSpec } from '../devices/factory.js';
 import type { HostedDevice, MainToWorker, WorkerToMain } from './device-worker.js';
 import type { MmioWorkerTransport } from '../virtio/mmio-backend.js';
 
@@ -37,6 +37,8 @@ export class DeviceHost {
   private readonly listenFds: number[];
   private port?: MessagePort;
   private statsWaiters: ((s: Stats[]) => void)[] = [];
+  /** per device, the configure() calls the worker has not answered yet (it answers in order) */
+  private configureWaiters = new Map<number, PromiseWithResolvers<void>[]>();
   private lastStats: Stats[];
   private ended = false;
   private closedDone = false;
@@ -82,6 +84,10 @@ export class DeviceHost {
         this.lastStats = m.stats;
         if (m.type === 'closed') this.ended = true;
         this.statsWaiters.splice(0).forEach((w) => w(m.stats));
+      } else if (m.type === 'configured') {
+        const w = this.configureWaiters.get(m.device)?.shift();
+        if (m.error === undefined) w?.resolve();
+        else w?.reject(new Error(m.error));
       }
     };
     port1.on('message', onMessage);
@@ -105,6 +111,7 @@ export class DeviceHost {
     closeFd(this.controlFd); // owned here, so a late tell() never hits a reused fd number
     if (!this.port) this.listenFds.forEach(closeFd); // a started worker closes its own
     this.statsWaiters.splice(0).forEach((w) => w(this.lastStats));
+    for (const list of this.configureWaiters.values()) list.splice(0).forEach((w) => w.reject(new Error('the device worker is gone')));
     this.closedResolve(this.lastStats);
   }
 
@@ -122,6 +129,25 @@ export class DeviceHost {
       this.statsWaiters.push(resolve);
       this.tell({ type: 'stats' });
     });
+  }
+
+  /**
+   * Late configuration of device `index` (in attachment order): a deferred
+   * fs device's root or exports, a net device's passt socket. Rejects with
+   * the device's reason when it refuses, or when the worker is gone or not
+   * started; a net device owns the fd only once this resolved.
+   */
+  configure(index: number, config: DeviceLateConfig): Promise<void> {
+    if (!Number.isInteger(index) || index < 0 || index >= this.devices.length) {
+      return Promise.reject(new Error(`no device ${index} in this host`));
+    }
+    if (this.ended || !this.port) return Promise.reject(new Error('the device worker is not running'));
+    const w = Promise.withResolvers<void>();
+    const list = this.configureWaiters.get(index) ?? [];
+    list.push(w);
+    this.configureWaiters.set(index, list);
+    this.tell({ type: 'configure', device: index, config });
+    return w.promise;
   }
 
   async stop(): Promise<Stats[]> {

@@ -10,7 +10,7 @@ import { parentPort, workerData, receiveMessageOnPort, type MessagePort } from '
 import { Poller, EPOLLIN, closeFd, eventfdDrain } from '../../sys/io.js';
 import { acceptUnix } from '../../sys/unix-socket.js';
 import { VhostUserBackend } from './backend.js';
-import { createDevice, loadDeviceCode, type DeviceSpec } from '../devices/factory.js';
+import { createDevice, loadDeviceCode, type DeviceLateConfig, type DeviceSpec } from '../devices/factory.js';
 import { MmioBackend, type MmioWorkerTransport } from '../virtio/mmio-backend.js';
 import { threadCpuUs } from '../../sys/cpu-clock.js';
 
@@ -34,8 +34,14 @@ export type WorkerToMain =
   | { type: 'connected'; device: number }
   /** every device has published itself (virtio-mmio) or listens (vhost-user); `threadCpuUs`: this thread's CPU so far */
   | { type: 'ready'; threadCpuUs: number }
-  | { type: 'closed'; stats: Record<string, number>[] };
-export type MainToWorker = { type: 'stats' } | { type: 'stop' };
+  | { type: 'closed'; stats: Record<string, number>[] }
+  /** answer to `configure` (in order per device); `error`: refused, nothing changed */
+  | { type: 'configured'; device: number; error?: string };
+export type MainToWorker =
+  | { type: 'stats' }
+  | { type: 'stop' }
+  /** late configuration of device `device` (index into DeviceWorkerData.devices) */
+  | { type: 'configure'; device: number; config: DeviceLateConfig };
 
 const prestart = (workerData as { prestart?: DeviceSpec['kind'] } | undefined)?.prestart;
 const data: DeviceWorkerData = prestart
@@ -75,12 +81,31 @@ const hosted = data.devices.map((d, index) => {
 });
 const stats = () => hosted.map((h) => h.device.stats());
 
+/** Applies a late configuration; returns why it was refused, or undefined. */
+function configure(index: number, config: DeviceLateConfig): string | undefined {
+  const h = hosted[index];
+  const spec = data.devices[index]?.spec;
+  if (!h || !spec) return `no device ${index}`;
+  if (config.kind !== spec.kind) return `device ${index} is ${spec.kind}, not ${config.kind}`;
+  if (!h.device.configure) return `a ${spec.kind} device takes no configuration`;
+  try {
+    h.device.configure(config);
+    return undefined;
+  } catch (err) {
+    return err instanceof Error ? err.message : String(err);
+  }
+}
+
 poller.add(data.controlFd, EPOLLIN, () => {
   eventfdDrain(data.controlFd);
   for (let m = receiveMessageOnPort(port); m; m = receiveMessageOnPort(port)) {
     const msg = m.message as MainToWorker;
     if (msg.type === 'stats') post({ type: 'stats', stats: stats() });
     else if (msg.type === 'stop') running = false;
+    else if (msg.type === 'configure') {
+      const error = configure(msg.device, msg.config);
+      post({ type: 'configured', device: msg.device, ...(error !== undefined ? { error } : {}) });
+    }
   }
 });
 

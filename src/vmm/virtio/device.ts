@@ -5,6 +5,7 @@
 import type { GuestMemory } from '../memory.js';
 import type { Virtqueue } from './queue.js';
 import type { Poller } from '../../sys/io.js';
+import type { DeviceLateConfig } from '../devices/factory.js';
 
 export const VIRTIO_ID_NET = 1;
 export const VIRTIO_ID_CONSOLE = 3;
@@ -44,5 +45,11 @@ export interface VirtioDevice {
   reset(): void;
   /** Device-side record for tests and diagnostics. */
   stats(): Record<string, number>;
+  /**
+   * Binds what a pre-booted VM's device could not know at boot (the host
+   * side of a deferred fs device, the passt socket of a net device).
+   * Throws, leaving the device as it was, when it refuses.
+   */
+  configure?(config: DeviceLateConfig): void;
   close(): void;
 }

@@ -10,7 +10,12 @@
 // chain is completed empty, an oversized frame is dropped and counted, a
 // malformed stream or a passt that goes away is logged and the link is
 // treated as down, never a crash.
+// A pre-booted VM's device starts without a wire (fd -1: passt runs in the
+// container's network namespace, known only later): the link reports up,
+// guest frames are dropped and counted, nothing arrives, until configure()
+// hands it the socket.
 import { type DeviceEnv, type VirtioDevice, VIRTIO_ID_NET } from '../../virtio/device.js';
+import type { DeviceLateConfig } from '../factory.js';
 import { ChainError, QueueError, gather, gatherInto, scatter, totalLength, type DescriptorChain, type Virtqueue } from '../../virtio/queue.js';
 import { GuestMemoryError } from '../../memory.js';
 import { EPOLLERR, EPOLLHUP, EPOLLIN, EPOLLOUT, closeFd, readFd, setNonBlocking, writeFd } from '../../../sys/io.js';
@@ -36,7 +41,7 @@ const OUT_HIGH_WATER = 1 << 20;
 const MAX_MERGE_BUFFERS = 256;
 
 export interface NetDeviceOptions {
-  /** connected stream socket to passt (the worker owns it from now on) */
+  /** connected stream socket to passt (the worker owns it from now on), or -1: attached later by configure() */
   fd: number;
   /** the guest's MAC address, aa:bb:cc:dd:ee:ff */
   mac: string;
@@ -69,15 +74,20 @@ export class VirtioNetDevice implements VirtioDevice {
   /** RX: passt has data (or we hold a frame) that waits for guest buffers */
   private rxWaiting = false;
   private down = false;
+  /** a socket to passt was given (at construction or by configure()); it may have gone down since */
+  private wired: boolean;
   private readonly hdr = new Uint8Array(NET_HDR_SIZE);
   /** Where a TX frame is assembled when it can go to passt right away. */
   private readonly staging = new Uint8Array(LEN_SIZE + MAX_FRAME);
   private readonly counters: Record<string, number> = {
     txFrames: 0, txBytes: 0, txDropped: 0, txBadHeader: 0, txCsum: 0, rxFrames: 0, rxBytes: 0, rxDropped: 0, badChains: 0, linkDown: 0,
+    txUnattached: 0,
   };
 
   constructor(opts: NetDeviceOptions) {
+    if (!Number.isInteger(opts.fd) || opts.fd < -1) throw new Error(`bad passt socket fd ${opts.fd}`);
     this.fd = opts.fd;
+    this.wired = opts.fd >= 0;
     this.mac = parseMac(opts.mac);
     if (!Number.isInteger(opts.mtu) || opts.mtu < 68 || opts.mtu > MAX_FRAME - 14) throw new Error(`bad MTU ${opts.mtu}`);
     this.mtu = opts.mtu;
@@ -96,9 +106,28 @@ export class VirtioNetDevice implements VirtioDevice {
 
   attach(env: DeviceEnv): void {
     this.env = env;
-    setNonBlocking(this.fd);
+    if (this.fd >= 0) this.watchSocket();
+  }
+
+  /**
+   * Takes the socket to passt for a device created without one (fd -1);
+   * from then on the device is as if created with it. Refused (throws, the
+   * caller keeps the fd) when it has had a socket already.
+   */
+  configure(config: DeviceLateConfig): void {
+    if (config.kind !== 'net') throw new Error(`virtio-net device cannot take a ${config.kind} configuration`);
+    if (!Number.isInteger(config.fd) || config.fd < 0) throw new Error(`bad passt socket fd ${config.fd}`);
+    if (this.wired) throw new Error('virtio-net device is attached to passt already');
+    if (this.env) this.watchSocket(config.fd);
+    this.fd = config.fd;
+    this.wired = true;
+  }
+
+  /** Polls passt's socket (before the fd is recorded: if this throws, the caller still owns it). */
+  private watchSocket(fd = this.fd): void {
+    setNonBlocking(fd);
+    this.env!.poller.add(fd, EPOLLIN, (ev) => this.onSocket(ev));
     this.interest = EPOLLIN;
-    env.poller.add(this.fd, EPOLLIN, (ev) => this.onSocket(ev));
   }
 
   stats(): Record<string, number> {
@@ -168,6 +197,7 @@ export class VirtioNetDevice implements VirtioDevice {
       return;
     }
     if (this.down) { this.counters.txDropped!++; return; }
+    if (!this.wired) { this.counters.txUnattached!++; return; }
     const csum = txOffload(gather(chain.readable, 0, NET_HDR_SIZE), len, (this.features() & VIRTIO_NET_F_CSUM) !== 0n);
     if (typeof csum === 'string') {
       this.counters.txDropped!++;
@@ -236,7 +266,7 @@ export class VirtioNetDevice implements VirtioDevice {
   /** Moves frames from passt into guest buffers until either side runs dry. */
   private flushRx(): void {
     const vq = this.env?.queue(RXQ);
-    if (!vq || this.down) return;
+    if (!vq || this.down || !this.wired) return;
     try {
       for (;;) {
         const frame = this.reader.peek();
@@ -339,7 +369,7 @@ export class VirtioNetDevice implements VirtioDevice {
 
   /** Polls passt's socket for what can make progress (level-triggered epoll). */
   private updateInterest(): void {
-    if (this.down || !this.env) return;
+    if (this.down || !this.env || this.fd < 0) return;
     let want = 0;
     if (this.out.length) want |= EPOLLOUT;
     if (!this.rxWaiting) want |= EPOLLIN;
