@@ -5,7 +5,7 @@
 import { publicState, readState, DEFAULT_ROOT } from '../runtime/state.js';
 import { reportError } from './errors.js';
 
-const LIFECYCLE_VERBS = new Set(['create', 'start', 'kill', 'delete', 'vmm']);
+const LIFECYCLE_VERBS = new Set(['create', 'start', 'kill', 'delete', 'vmm', 'vmm-thin', 'pool-vm']);
 
 /** Handles `[--root R] [--log F] [--log-format X] [--debug] [--systemd-cgroup] state ID`; undefined when not that. */
 export function tryFastPath(argv: string[]): number | undefined | Promise<number | undefined> {

@@ -94,6 +94,23 @@ export function tryLifecycleFast(g: Globals, argv: string[]): Promise<number | u
         process.exit(code);
       });
     }
+    case 'vmm-thin': {
+      // The container's pid on a pooled VM: the least it loads, the sooner create returns.
+      const p = parseVerbArgs(rest, { '--netns': 'value' });
+      if (!p || p.positionals.length !== 1) return undefined;
+      return guarded(g, async () => {
+        const { thinVmm } = await import('../runtime/pool/thin-vmm.js');
+        await thinVmm({ netns: p.values.get('--netns') });
+      });
+    }
+    case 'pool-vm': {
+      const p = parseVerbArgs(rest, {});
+      if (!p || p.positionals.length !== 0) return undefined;
+      return guarded(g, async () => {
+        const { poolVm } = await import('../runtime/pool/pool-vm.js');
+        process.exit(await poolVm({ root: g.root, debug: g.debug }));
+      });
+    }
     default:
       return undefined;
   }

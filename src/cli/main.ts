@@ -10,6 +10,7 @@ import { registerLifecycle } from './lifecycle.js';
 import { registerBundle } from './bundle.js';
 import { registerVmOps } from './vmops.js';
 import { registerExec } from './exec.js';
+import { registerPool } from './pool.js';
 
 
 export interface GlobalOptions {
@@ -40,6 +41,7 @@ export function buildProgram(): Command {
   registerBundle(program);
   registerVmOps(program);
   registerExec(program);
+  registerPool(program);
   program
     .command('features')
     .description('print the OCI runtime features document (and the VM engine husk picks here)')

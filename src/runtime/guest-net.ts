@@ -43,11 +43,18 @@ export class GuestNet {
 
   /** null: the guest gets only lo (no network device, no passt). */
   static async start(spec: Spec, stateDir: string, log: (msg: string) => void, onLost: (msg: string) => void): Promise<GuestNet | null> {
-    let plan = await planNetwork(spec, path.basename(stateDir));
-    if (!plan) {
-      log('network: no interface to copy: the guest has only lo');
-      return null;
-    }
+    const plan = await GuestNet.plan(spec, stateDir, log);
+    return plan ? GuestNet.startPlanned(plan, stateDir, log, onLost) : null;
+  }
+
+  /** What the namespace holds for the guest; null: only lo. */
+  static async plan(spec: Spec, stateDir: string, log: (msg: string) => void): Promise<NetworkPlan | null> {
+    const plan = await planNetwork(spec, path.basename(stateDir));
+    if (!plan) log('network: no interface to copy: the guest has only lo');
+    return plan;
+  }
+
+  static startPlanned(plan: NetworkPlan, stateDir: string, log: (msg: string) => void, onLost: (msg: string) => void): GuestNet {
     let portsLock: number | null = null;
     if (plan.netnsPath) {
       // This process stands for the container on the host, like runc's container

@@ -16,6 +16,7 @@ import { runHooks } from './hooks.js';
 import type { Spec } from '../oci/spec.js';
 import { writePidFile } from './pidfile.js';
 import { awaitDetachedStatus } from './detached-status.js';
+import { readPoolConfig } from './pool/pool-store.js';
 
 export class LifecycleError extends Error {}
 
@@ -62,6 +63,20 @@ export async function create(o: CreateOptions): Promise<void> {
     writeState(dir, st);
     // The config as created: delete runs its poststop hooks even if the bundle is gone by then.
     writeJsonAtomic(path.join(dir, 'config.json'), bundle.spec);
+    if (readPoolConfig(o.root).size > 0) {
+      const { createOnPooledVm, PooledCreateError } = await import('./pool/claim-client.js');
+      try {
+        const pid = await createOnPooledVm({ root: o.root, id: o.id, spec: bundle.spec, consoleSocket: o.consoleSocket, debug: o.debug, preserveFds: o.preserveFds ?? 0 });
+        if (pid !== undefined) {
+          if (o.pidFile) writePidFile(o.pidFile, pid);
+          ok = true;
+          return;
+        }
+      } catch (err) {
+        if (err instanceof PooledCreateError) throw new LifecycleError(err.message);
+        throw err;
+      }
+    }
     // --no-warnings: Node's own warnings must never land on the container's stderr.
     const args = ['--no-warnings', path.join(projectRoot(), 'bin/husk.js'), '--root', path.resolve(o.root)];
     if (o.debug) args.push('--debug');
@@ -162,6 +177,13 @@ async function reapVmm(st: ContainerState, graceMs: number): Promise<void> {
   }
 }
 
+/** A pooled VM's VMM (not the pid clients know: that is its thin process) ends once its VM has. */
+async function reapPooledVmm(st: ContainerState, graceMs: number): Promise<void> {
+  const pid = st.husk.pooledVmmPid;
+  if (!pid) return;
+  await reapVmm({ ...st, pid, husk: { ...st.husk, vmmStartTime: st.husk.pooledVmmStartTime } }, graceMs);
+}
+
 /**
  * passt quits when its VMM's socket closes, and the VMM signals it on the way
  * out without waiting for it (closing its port sockets takes a while): wait
@@ -199,6 +221,7 @@ export async function del(root: string, id: string, force: boolean): Promise<voi
     }
     // A stopped container's VMM may still be tearing down (passt, sockets): let it finish.
     await reapVmm(st, 5000);
+    await reapPooledVmm(st, 5000);
     await reapPasst(st, 2000);
     fs.rmSync(st.husk.socketDir, { recursive: true, force: true });
     const dir = containerDir(root, id);

@@ -10,15 +10,22 @@ import { guestAssets } from '../vmm/assets.js';
 import { guestCmdline } from '../vmm/cmdline.js';
 import type { DeviceSpec } from '../vmm/devices/factory.js';
 import { AgentConnection } from '../agent/client.js';
-import { machineSize } from './resources.js';
+import { machineSize, type MachineSize } from './resources.js';
 import { setupSpec, GUEST_BINDS_DIR, type BindExport } from './translate.js';
 import { GuestNet } from './guest-net.js';
-import { FEATURE_NET } from '../agent/protocol.js';
+import type { NetworkPlan } from './network.js';
+import { FEATURE_DEFER_ROOT, FEATURE_NET } from '../agent/protocol.js';
 
 export const AGENT_PORT = 1024;
 export const GUEST_CID = 3;
 const ROOTFS_TAG = 'rootfs';
 const BINDS_TAG = 'binds';
+/** A pooled VM's devices, in config order (Vm.configureDevice indexes). */
+const POOLED = { rootfs: 0, vsock: 1, binds: 2, net: 3 } as const;
+/** Announced at boot, before the container's MTU is known: the agent sets eth0's own (up to this). */
+const POOLED_MAX_MTU = 65520;
+/** Replaced by the agent at SETUP with the MAC of the namespace's interface. */
+const POOLED_MAC = '02:00:00:00:00:01';
 
 export class SandboxError extends Error {}
 
@@ -29,6 +36,8 @@ export interface SandboxOptions {
   socketDir: string;
   bundle: Bundle;
   log: (msg: string) => void;
+  /** for a pooled VM: its size, which no bundle gives yet */
+  size?: MachineSize;
   debug?: boolean;
   /** send the bundle's mounts/hostname/... to the agent (needs an agent with extension A) */
   setup?: boolean;
@@ -43,11 +52,12 @@ export class Sandbox {
   private readonly opts: SandboxOptions;
   private stopped?: Promise<void>;
   /** passt and the guest's eth0 (undefined: only lo) */
-  readonly net?: GuestNet;
+  private guestNet?: GuestNet;
+  get net(): GuestNet | undefined { return this.guestNet; }
 
   private constructor(vm: Vm, agent: AgentConnection, agentServer: net.Server, opts: SandboxOptions, guestNet: GuestNet | undefined) {
     this.vm = vm;
-    this.net = guestNet;
+    this.guestNet = guestNet;
     this.agent = agent;
     this.agentServer = agentServer;
     this.opts = opts;
@@ -57,13 +67,7 @@ export class Sandbox {
     const { bundle, log } = opts;
     const assets = guestAssets();
     const size = machineSize(bundle.spec);
-    fs.mkdirSync(opts.socketDir, { recursive: true, mode: 0o700 });
-    const vsockBase = path.join(opts.socketDir, 'vsock');
-    const agentServer = net.createServer();
-    await new Promise<void>((resolve, reject) => {
-      agentServer.once('error', reject);
-      agentServer.listen(`${vsockBase}_${AGENT_PORT}`, resolve);
-    });
+    const { vsockBase, agentServer } = await Sandbox.listenAgent(opts.socketDir);
     let exports: BindExport[] = [];
     const plan = opts.setup ? setupSpec(bundle.spec, bundle.dir) : undefined;
     if (plan) exports = plan.exports;
@@ -119,6 +123,93 @@ export class Sandbox {
       fs.rmSync(opts.socketDir, { recursive: true, force: true });
       throw err;
     }
+  }
+
+  private static async listenAgent(socketDir: string): Promise<{ vsockBase: string; agentServer: net.Server }> {
+    fs.mkdirSync(socketDir, { recursive: true, mode: 0o700 });
+    const vsockBase = path.join(socketDir, 'vsock');
+    const agentServer = net.createServer();
+    await new Promise<void>((resolve, reject) => {
+      agentServer.once('error', reject);
+      agentServer.listen(`${vsockBase}_${AGENT_PORT}`, resolve);
+    });
+    return { vsockBase, agentServer };
+  }
+
+  /**
+   * A VM for the pool: booted to the agent's HELLO with no container yet. Its
+   * file systems have no host directory and its network no passt until
+   * claim(); the agent mounts nothing before the container's SETUP
+   * (husk.defer_root). `opts.bundle` is unused.
+   */
+  static async bootPooled(opts: Omit<SandboxOptions, 'bundle' | 'setup'> & { size: MachineSize }): Promise<Sandbox> {
+    const { log } = opts;
+    const assets = guestAssets();
+    const { vsockBase, agentServer } = await Sandbox.listenAgent(opts.socketDir);
+    const devices: DeviceSpec[] = [];
+    devices[POOLED.rootfs] = { kind: 'fs', tag: ROOTFS_TAG, deferred: true };
+    devices[POOLED.vsock] = { kind: 'vsock', guestCid: GUEST_CID, udsPath: vsockBase };
+    devices[POOLED.binds] = { kind: 'fs', tag: BINDS_TAG, deferred: true };
+    devices[POOLED.net] = { kind: 'net', fd: -1, mac: POOLED_MAC, mtu: POOLED_MAX_MTU };
+    let vm: Vm | undefined;
+    try {
+      const agentReady = AgentConnection.accept(agentServer, Number(process.env.HUSK_BOOT_TIMEOUT_MS ?? 120_000));
+      vm = Vm.start({
+        stateDir: opts.socketDir,
+        kernel: assets.kernel,
+        initrd: assets.initrd,
+        cmdline: guestCmdline({ rootfsTag: ROOTFS_TAG, agentPort: AGENT_PORT, debug: !!opts.debug, bindsTag: BINDS_TAG, bindsDir: GUEST_BINDS_DIR, deferRoot: true }),
+        vcpus: opts.size.vcpus,
+        memoryMiB: opts.size.memoryMiB,
+        consoleLog: path.join(opts.stateDir, 'console.log'),
+        devices,
+      }, log);
+      log(`engine ${vm.engine.name}: ${opts.size.vcpus} vCPU, ${opts.size.memoryMiB} MiB (pooled)`);
+      const engineGone = vm.engine.exited.then((e) => {
+        throw new SandboxError(`the VM stopped before its agent was ready (engine exit ${e.signal ?? e.code}); see ${opts.stateDir}/console.log`);
+      });
+      const agent = await Promise.race([agentReady, engineGone]);
+      log(`agent ready: ${agent.hello.agent}, protocol ${agent.hello.version}, features ${agent.hello.features ?? 0}`);
+      const features = agent.hello.features ?? 0;
+      if (!(features & FEATURE_DEFER_ROOT) || !(features & FEATURE_NET) || !agent.extended) {
+        throw new SandboxError('the guest agent cannot serve a pooled VM (FEATURES bits 0, 3 and 6 needed)');
+      }
+      return new Sandbox(vm, agent, agentServer, { ...opts, bundle: undefined as never }, undefined);
+    } catch (err) {
+      if (vm) await vm.stop(0);
+      agentServer.close();
+      fs.rmSync(opts.socketDir, { recursive: true, force: true });
+      throw err;
+    }
+  }
+
+  /**
+   * Gives a pooled VM its container: the file systems get their host
+   * directories, passt starts in the container's namespace and is attached,
+   * and the agent mounts everything at SETUP. `netPlan`: GuestNet.plan()
+   * of the bundle, which must have a network (a pooled VM has eth0).
+   */
+  async claim(bundle: Bundle, stateDir: string, netPlan: NetworkPlan, onNetworkLost: (msg: string) => void): Promise<void> {
+    const { log } = this.opts;
+    const plan = setupSpec(bundle.spec, bundle.dir);
+    await this.vm.configureDevice(POOLED.rootfs, { kind: 'fs', root: bundle.rootfs, readonly: false, keepCache: true });
+    await this.vm.configureDevice(POOLED.binds, { kind: 'fs', exports: plan.exports.map((e) => ({ name: e.name, path: e.hostPath, readonly: e.readonly })) });
+    const guestNet = GuestNet.startPlanned(netPlan, stateDir, log, onNetworkLost);
+    this.guestNet = guestNet;
+    void this.vm.engine.exited.then(() => guestNet.passt.expectExit());
+    try {
+      await this.vm.configureDevice(POOLED.net, { kind: 'net', fd: guestNet.passt.deviceFd });
+    } catch (err) {
+      await guestNet.stop();
+      this.guestNet = undefined;
+      throw err;
+    }
+    if (guestNet.lost) throw new SandboxError(guestNet.lost);
+    plan.setup.network = guestNet.setupFor(this.agent.hello.features ?? 0);
+    const engineGone = this.vm.engine.exited.then((e) => {
+      throw new SandboxError(`the VM stopped during the container's set-up (engine exit ${e.signal ?? e.code}); see ${this.opts.stateDir}/console.log`);
+    });
+    await Promise.race([this.agent.setup(plan.setup), engineGone]);
   }
 
   /**

@@ -36,6 +36,9 @@ export interface ContainerState {
     passtStartTime?: number;
     /** why the container lost its network while it ran (passt died) */
     networkError?: string;
+    /** a pooled VM's VMM, when the container runs on one (`pid` is then its thin process) */
+    pooledVmmPid?: number;
+    pooledVmmStartTime?: number;
   };
 }
 

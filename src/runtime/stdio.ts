@@ -2,11 +2,11 @@
 // foreground `run` and the VMM daemon behind `create`.
 import type { RunningProcess } from '../agent/client.js';
 
-/** Forwards our stdin to the process; EOF closes its stdin. */
-export function forwardStdin(running: RunningProcess): void {
-  process.stdin.on('data', (d: Buffer) => { try { running.writeStdin(d); } catch { /* agent gone */ } });
-  process.stdin.on('end', () => { try { running.closeStdin(); } catch { /* agent gone */ } });
-  process.stdin.on('error', () => {});
+/** Forwards our stdin (or `stdin`) to the process; EOF closes its stdin. */
+export function forwardStdin(running: RunningProcess, stdin: NodeJS.ReadableStream = process.stdin): void {
+  stdin.on('data', (d: Buffer) => { try { running.writeStdin(d); } catch { /* agent gone */ } });
+  stdin.on('end', () => { try { running.closeStdin(); } catch { /* agent gone */ } });
+  stdin.on('error', () => {});
 }
 
 /** Resolves once everything written to `stream` so far has been handed to the OS. */

@@ -3,6 +3,9 @@
 // guest (held before execve), serves start/kill on its control socket,
 // relays stdio and signals, and exits with the container's exit status.
 // Its stdio belongs to the container: its own messages go to vmm.log only.
+// The same flow serves a VM from the pool (pool/pool-vm.ts): there the VM is
+// booted already, the container's stdio arrives as fds, and a thin process
+// (pool/thin-vmm.ts) is the pid and takes the exit status (ContainerSide).
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -24,6 +27,8 @@ import { execsSettled, serveExec } from './exec-server.js';
 import { relayFds } from './fd-relay.js';
 import { MsgType } from '../agent/protocol.js';
 import type { ContainerView } from './container-view/container-view.js';
+import type { Bundle } from '../oci/bundle.js';
+import { RELAYED } from './pool/thin-channel.js';
 
 export interface DaemonOptions {
   root: string;
@@ -36,25 +41,73 @@ export interface DaemonOptions {
   preserveFds?: number;
 }
 
-const RELAYED: NodeJS.Signals[] = ['SIGTERM', 'SIGINT', 'SIGHUP', 'SIGQUIT', 'SIGUSR1', 'SIGUSR2', 'SIGCONT'];
+
+export type CreateStatus = { ok: true } | { ok: false; error: string };
+
+/** Where the container meets the host: differs between a VMM of its own and a pooled one. */
+export interface ContainerSide {
+  /** the pid clients know (pid file, state), and its start time */
+  pid: number;
+  pidStartTime?: number;
+  /** more fields for state.husk (the pooled VMM's own pid) */
+  stateExtra?: Partial<ContainerState['husk']>;
+  stdin: NodeJS.ReadableStream;
+  stdout: NodeJS.WritableStream;
+  stderr: NodeJS.WritableStream;
+  /** the VM with its agent, ready for SETUP/RUN of this bundle */
+  sandbox(bundle: Bundle, dir: string, log: (m: string) => void, onNetworkLost: (m: string) => void): Promise<Sandbox>;
+  /** tells `create` how it went (once) */
+  report(status: CreateStatus): void;
+  /** calls `relay` with each signal sent to the container's pid */
+  onSignal(relay: (signo: number) => void): void;
+  /** the container view is entered: the pid must be in it before start returns */
+  viewEntered?(): Promise<void>;
+  /** the container has exited with `status` and its output is flushed */
+  exited?(status: number): Promise<void>;
+}
 
 export async function vmmDaemon(o: DaemonOptions): Promise<number> {
-  const dir = containerDir(o.root, o.id);
-  const log = (msg: string) => {
-    try { fs.appendFileSync(path.join(dir, 'vmm.log'), `${new Date().toISOString()} ${msg}\n`); } catch { /* state dir gone */ }
-  };
+  const log = daemonLog(containerDir(o.root, o.id));
   process.on('uncaughtException', (err) => { log(`fatal: ${err.stack ?? err.message}`); process.exit(255); });
   // The status fd must not leak into QEMU: create waits for it to close.
   setCloexec(o.statusFd);
   for (let fd = 3; fd < 3 + (o.preserveFds ?? 0); fd++) setCloexec(fd);
-  // The container's stdio may go away (its reader exits): that is the container's business, not a crash.
-  for (const s of [process.stdout, process.stderr]) s.on('error', (e) => log(`container stdio: ${e.message}`));
   let reported = false;
-  const report = (status: { ok: true } | { ok: false; error: string }) => {
-    if (reported) return;
-    reported = true;
-    try { fs.writeSync(o.statusFd, JSON.stringify(status) + '\n'); fs.closeSync(o.statusFd); } catch { /* create went away */ }
+  return runContainer(o, log, {
+    pid: process.pid,
+    pidStartTime: processStartTime(process.pid),
+    stdin: process.stdin,
+    stdout: process.stdout,
+    stderr: process.stderr,
+    sandbox: (bundle, dir, l, onNetworkLost) => Sandbox.boot({ stateDir: dir, socketDir: socketDirOf(o.root, o.id), bundle, log: l, debug: o.debug, setup: true, onNetworkLost }),
+    report(status) {
+      if (reported) return;
+      reported = true;
+      try { fs.writeSync(o.statusFd, JSON.stringify(status) + '\n'); fs.closeSync(o.statusFd); } catch { /* create went away */ }
+    },
+    onSignal(relay) {
+      for (const sig of RELAYED) process.on(sig, () => relay(os.constants.signals[sig]));
+    },
+  });
+}
+
+export function daemonLog(dir: string): (msg: string) => void {
+  return (msg: string) => {
+    try { fs.appendFileSync(path.join(dir, 'vmm.log'), `${new Date().toISOString()} ${msg}\n`); } catch { /* state dir gone */ }
   };
+}
+
+function socketDirOf(root: string, id: string): string {
+  const st = JSON.parse(fs.readFileSync(stateFile(containerDir(root, id)), 'utf8')) as ContainerState;
+  return st.husk.socketDir;
+}
+
+/** The container's life in its VM, from SETUP to its exit status; `side` is how it meets the host. */
+export async function runContainer(o: Pick<DaemonOptions, 'root' | 'id' | 'consoleSocket' | 'preserveFds'>, log: (msg: string) => void, side: ContainerSide): Promise<number> {
+  const dir = containerDir(o.root, o.id);
+  // The container's stdio may go away (its reader exits): that is the container's business, not a crash.
+  for (const s of [side.stdout, side.stderr]) (s as NodeJS.WritableStream & { on(e: 'error', f: (e: Error) => void): void }).on('error', (e) => log(`container stdio: ${e.message}`));
+  const report = (status: CreateStatus) => side.report(status);
 
   let state = JSON.parse(fs.readFileSync(stateFile(dir), 'utf8')) as ContainerState;
   const save = (patch: Partial<ContainerState>, husk: Partial<ContainerState['husk']> = {}) => {
@@ -73,15 +126,14 @@ export async function vmmDaemon(o: DaemonOptions): Promise<number> {
     const bundle = loadBundle(state.bundle);
     viewOf = { rootfs: bundle.rootfs, bundleDir: bundle.dir, mounts: bundle.spec.mounts ?? [], readonly: !!bundle.spec.root?.readonly };
     const spec = bundle.spec;
-    sandbox = await Sandbox.boot({ stateDir: dir, socketDir: state.husk.socketDir, bundle, log, debug: o.debug, setup: true,
-      onNetworkLost: (msg) => save({}, { networkError: msg }) });
+    sandbox = await side.sandbox(bundle, dir, log, (msg) => save({}, { networkError: msg }));
     const proc = processSpec(spec.process!, { stdin: !spec.process!.terminal, seccomp: bundle.seccomp, log });
     if (o.preserveFds) {
       if (!sandbox.agent.execCapable) throw new Error('the guest agent cannot relay preserved fds (no protocol extension B)');
       proc.extraFds = o.preserveFds;
     }
-    let out: NodeJS.WritableStream = process.stdout;
-    let err: NodeJS.WritableStream = process.stderr;
+    let out: NodeJS.WritableStream = side.stdout;
+    let err: NodeJS.WritableStream = side.stderr;
     if (spec.process!.terminal) {
       terminal = sendPtyMaster(o.consoleSocket!);
       out = err = terminal.output;
@@ -97,7 +149,7 @@ export async function vmmDaemon(o: DaemonOptions): Promise<number> {
       if (e instanceof AgentError) throw new Error(`unable to start container process: ${e.message}`);
       throw e;
     }
-    save({ pid: process.pid }, { vmmStartTime: processStartTime(process.pid), engine: sandbox.vm.engine.name, ...(sandbox.net ? { passtPid: sandbox.net.passt.pid, passtStartTime: processStartTime(sandbox.net.passt.pid) } : {}) });
+    save({ pid: side.pid }, { ...side.stateExtra, vmmStartTime: side.pidStartTime, engine: sandbox.vm.engine.name, ...(sandbox.net ? { passtPid: sandbox.net.passt.pid, passtStartTime: processStartTime(sandbox.net.passt.pid) } : {}) });
     await runCreateHooks(spec.hooks, publicState(state));
     if (o.preserveFds) {
       const r = relayFds(o.preserveFds, (fd, data) => { try { running.writeFd(fd, data); } catch { /* agent gone */ } });
@@ -116,7 +168,7 @@ export async function vmmDaemon(o: DaemonOptions): Promise<number> {
     report({ ok: true });
     // Loaded while the container waits for start, which enters it.
     viewModule = import('./container-view/container-view.js');
-    for (const sig of RELAYED) process.on(sig, () => { try { running.signal(os.constants.signals[sig]); } catch { /* gone */ } });
+    side.onSignal((signo) => { try { running.signal(signo); } catch { /* gone */ } });
     const engineGone = sandbox.vm.engine.exited.then(() => ({ status: 255, waitStatus: 0, lost: true }));
     const exit = await Promise.race([running.exited.catch(() => ({ status: 255, waitStatus: 0, lost: true })), engineGone]);
     if ('lost' in exit) log('the VM went away before the container process exited');
@@ -126,6 +178,7 @@ export async function vmmDaemon(o: DaemonOptions): Promise<number> {
     await flush(out);
     await flush(err);
     await relay?.flush();
+    await side.exited?.(exit.status);
     return exit.status;
   } catch (e) {
     const msg = e instanceof Error ? e.message : String(e);
@@ -167,6 +220,7 @@ export async function vmmDaemon(o: DaemonOptions): Promise<number> {
         if (viewModule && viewOf) {
           const agent = sandbox!.agent;
           view = (await viewModule).ContainerView.enter({ ...viewOf, log, fetch: agent.procfsCapable ? () => agent.request(MsgType.PROCFS) : undefined });
+          if (view) await side.viewEntered?.();
         }
         if (terminal) {
           terminal.input.on('data', (d: Buffer) => { try { running.writeStdin(d); } catch { /* gone */ } });
@@ -175,7 +229,7 @@ export async function vmmDaemon(o: DaemonOptions): Promise<number> {
           // The caller may have sized the terminal between create and start (podman does, after attach).
           syncSize();
         } else {
-          forwardStdin(running);
+          forwardStdin(running, side.stdin);
         }
         return { ok: true };
       }

@@ -21,10 +21,13 @@ export function podmanAvailable(): boolean {
   return fs.existsSync('/usr/bin/podman') && fs.existsSync('/usr/bin/conmon');
 }
 
-/** `extraConf`: more containers.conf lines (e.g. a private [network] section). */
-export async function setupPodman(dir: string, extraConf: string[] = []): Promise<Podman> {
+/**
+ * `extraConf`: more containers.conf lines (e.g. a private [network] section).
+ * `huskBinary`: what podman runs as husk (e.g. a wrapper that adds --root).
+ */
+export async function setupPodman(dir: string, extraConf: string[] = [], huskBinary = HUSK): Promise<Podman> {
   fs.mkdirSync(dir, { recursive: true });
-  const conf = writePodmanConf(dir, { husk: HUSK }, extraConf);
+  const conf = writePodmanConf(dir, { husk: huskBinary }, extraConf);
   const env = { ...process.env, CONTAINERS_CONF: conf, HUSK_TEST_ROOT: ROOT_DIR };
   const base = ['--root', path.join(dir, 'storage'), '--runroot', path.join(dir, 'run'), '--runtime', 'husk'];
   const run = (args: string[], opts: Parameters<typeof execa>[2] = {}) =>
