@@ -16,6 +16,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "agent.h"
 #include "log.h"
 
 /* The rtnetlink ABI (linux/netlink.h, linux/rtnetlink.h): musl ships no
@@ -29,6 +30,7 @@
 #define RTM_NEWLINK 16
 #define RTM_NEWADDR 20
 #define RTM_NEWROUTE 24
+#define IFLA_ADDRESS 1
 #define IFLA_MTU 4
 #define IFA_ADDRESS 1
 #define IFA_LOCAL 2
@@ -228,6 +230,7 @@ out:
 	return err;
 }
 
+/* The Ethernet interface with this MAC; with mac NULL, the first Ethernet interface. */
 static int find_by_mac(const uint8_t mac[6])
 {
 	struct if_nameindex *ifs = if_nameindex(), *i;
@@ -239,7 +242,7 @@ static int find_by_mac(const uint8_t mac[6])
 			memset(&ifr, 0, sizeof ifr);
 			snprintf(ifr.ifr_name, sizeof ifr.ifr_name, "%s", i->if_name);
 			if (ioctl(s, SIOCGIFHWADDR, &ifr) == 0 && ifr.ifr_hwaddr.sa_family == ARPHRD_ETHER &&
-			    memcmp(ifr.ifr_hwaddr.sa_data, mac, 6) == 0)
+			    (!mac || memcmp(ifr.ifr_hwaddr.sa_data, mac, 6) == 0))
 				found = (int)i->if_index;
 		}
 	}
@@ -255,10 +258,14 @@ static int apply_link(const uint8_t *v, char *msg, size_t msglen)
 	struct nlreq r;
 	struct ifinfomsg *ifi;
 	uint32_t mtu;
-	int idx, err;
+	int idx, err, set_mac = 0;
 
 	memcpy(&mtu, v, 4);
 	idx = find_by_mac(v + 4);
+	/* A pooled VM (husk.defer_root) was booted before its container's MAC
+	 * was known: its one virtio-net interface takes that MAC now. */
+	if (!idx && cfg.defer_root && (idx = find_by_mac(NULL)) != 0)
+		set_mac = 1;
 	if (!idx) {
 		snprintf(msg, msglen, "no network interface with MAC %02x:%02x:%02x:%02x:%02x:%02x", v[4], v[5],
 			 v[6], v[7], v[8], v[9]);
@@ -273,9 +280,11 @@ static int apply_link(const uint8_t *v, char *msg, size_t msglen)
 	ifi->ifi_flags = IFF_UP;
 	ifi->ifi_change = IFF_UP;
 	add_rta(&r, IFLA_MTU, &mtu, 4);
+	if (set_mac)
+		add_rta(&r, IFLA_ADDRESS, v + 4, 6);
 	err = nl_talk(&r);
 	if (err < 0) {
-		snprintf(msg, msglen, "setting up the network interface (MTU %u): %s", mtu, strerror(-err));
+		snprintf(msg, msglen, "setting up the network interface (MTU %u%s): %s", mtu, set_mac ? ", new MAC" : "", strerror(-err));
 		return err;
 	}
 	link_index = idx;

@@ -56,7 +56,9 @@ export async function poolVm(o: { root: string; debug: boolean }): Promise<numbe
   fs.mkdirSync(pdir, { recursive: true, mode: 0o700 });
   const entryDir = fs.mkdtempSync(path.join(pdir, 'e-'));
   const socketDir = entrySocketDir(entryDir);
-  const log = daemonLog(entryDir);
+  // One log for the VM's whole life: the entry's until a container claims it, then the container's.
+  const logTo = { dir: entryDir };
+  const log = (msg: string) => daemonLog(logTo.dir)(msg);
   const removeEntry = () => {
     fs.rmSync(entryDir, { recursive: true, force: true });
   };
@@ -109,7 +111,7 @@ export async function poolVm(o: { root: string; debug: boolean }): Promise<numbe
       try { fs.renameSync(path.join(entryDir, 'claimed'), path.join(entryDir, 'ready')); } catch { /* retired */ }
       continue;
     }
-    return serveClaim(o.root, entryDir, sandbox, claim, accepted);
+    return serveClaim(o.root, entryDir, sandbox, claim, accepted, (dir) => { logTo.dir = dir; });
   }
 }
 
@@ -219,12 +221,14 @@ async function readClaim(sock: net.Socket): Promise<{ request: ClaimRequest; fds
   }
 }
 
-async function serveClaim(root: string, entryDir: string, sandbox: Sandbox, claim: Claim, accepted: { netPlan: NetworkPlan }): Promise<number> {
+async function serveClaim(root: string, entryDir: string, sandbox: Sandbox, claim: Claim, accepted: { netPlan: NetworkPlan }, logInto: (dir: string) => void): Promise<number> {
   const { request, fds } = claim;
   const [stdinFd, stdoutFd, stderrFd, thinFd] = fds as [number, number, number, number];
   const dir = containerDir(root, request.id);
   // From here this VMM is the container's, at the container's priority.
   const log = daemonLog(dir);
+  const state = JSON.parse(fs.readFileSync(stateFile(dir), 'utf8')) as ContainerState;
+  fs.mkdirSync(state.husk.socketDir, { recursive: true, mode: 0o700 });
   renice(process.pid, 0);
   renice(sandbox.vm.engine.pid, 0);
   try {
@@ -232,6 +236,7 @@ async function serveClaim(root: string, entryDir: string, sandbox: Sandbox, clai
     fs.appendFileSync(path.join(dir, 'vmm.log'), earlier.split('\n').filter(Boolean).map((l) => `${l} [pooled]\n`).join(''));
     fs.renameSync(path.join(entryDir, 'console.log'), path.join(dir, 'console.log'));
   } catch { /* logs are best effort */ }
+  logInto(dir);
   fs.rmSync(entryDir, { recursive: true, force: true });
   log(`claimed pooled VM (VMM pid ${process.pid}) for ${request.id}; the container's pid is ${request.thinPid}`);
   process.on('SIGTERM', () => log('SIGTERM ignored: this VMM serves a container'));
@@ -256,7 +261,13 @@ async function serveClaim(root: string, entryDir: string, sandbox: Sandbox, clai
     stdout,
     stderr,
     async sandbox(bundle, cdir, l, onNetworkLost) {
-      await sandbox.claim(bundle, cdir, accepted.netPlan, onNetworkLost);
+      try {
+        await sandbox.claim(bundle, cdir, accepted.netPlan, onNetworkLost);
+      } catch (err) {
+        // Not handed over: runContainer stops only a sandbox it got.
+        await sandbox.stop(0, false);
+        throw err;
+      }
       return sandbox;
     },
     report: (s) => claim.reply(s),
