@@ -26,7 +26,7 @@ export function registerPool(program: Command): void {
     .command('fill')
     .description('set how many VMs to keep ready and boot the missing ones')
     .requiredOption('--size <n>', 'VMs kept ready (0 turns the pool off)', count('size', 16))
-    .option('--idle-timeout <seconds>', 'an unclaimed VM powers off after this long', count('idle timeout', 86_400 * 30))
+    .option('--idle-timeout <seconds>', 'an unclaimed VM powers off after this long and is not replaced (0, the default: never)', count('idle timeout', 86_400 * 30))
     .option('--wait', 'return once the pool is ready (or a boot failed)', false)
     .action(async (o: { size: number; idleTimeout?: number; wait: boolean }, cmd: Command) => {
       const g = globalOptions(cmd);

@@ -23,16 +23,23 @@ export interface PooledCreate {
 
 export class PooledCreateError extends Error {}
 
-/** Starts pool VMMs until the pool has its size (each checks again under the pool's lock). */
+/** Starts one pool VMM, detached (it counts the pool again under its lock and may end at once). */
+export function spawnPoolVm(root: string, debug: boolean): void {
+  const args = ['--no-warnings', path.join(projectRoot(), 'bin/husk.js'), '--root', path.resolve(root)];
+  if (debug) args.push('--debug');
+  args.push('pool-vm');
+  spawn(process.execPath, args, { detached: true, stdio: 'ignore' }).unref();
+}
+
+/**
+ * Starts pool VMMs until the pool has its size. Only for callers outside
+ * any client's process tree (`husk pool fill`): create never fills, the
+ * claimed VMM starts its own successor (pool-vm.ts).
+ */
 export function fillPool(root: string, debug: boolean): number {
   const { size } = readPoolConfig(root);
   const missing = size - listEntries(root).filter((e) => !e.claimed).length;
-  for (let i = 0; i < missing; i++) {
-    const args = ['--no-warnings', path.join(projectRoot(), 'bin/husk.js'), '--root', path.resolve(root)];
-    if (debug) args.push('--debug');
-    args.push('pool-vm');
-    spawn(process.execPath, args, { detached: true, stdio: 'ignore' }).unref();
-  }
+  for (let i = 0; i < missing; i++) spawnPoolVm(root, debug);
   return Math.max(0, missing);
 }
 
@@ -62,10 +69,7 @@ export async function createOnPooledVm(o: PooledCreate): Promise<number | undefi
   if (readPoolConfig(o.root).size === 0) return undefined;
   const key = pooledKey(o);
   const entry = key ? claimEntry(o.root, key) : undefined;
-  if (!entry) {
-    fillPool(o.root, o.debug);
-    return undefined;
-  }
+  if (!entry) return undefined;
 
   const [mine, theirs] = socketPair();
   const netns = (o.spec.linux?.namespaces ?? []).find((n) => n.type === 'network')?.path;
@@ -94,8 +98,6 @@ export async function createOnPooledVm(o: PooledCreate): Promise<number | undefi
     throw new PooledCreateError(reply.error);
   }
   thin.unref();
-  // The replacement boots once this container is created, not while it is.
-  fillPool(o.root, o.debug);
   return thin.pid!;
 }
 

@@ -17,11 +17,11 @@ import { socketDirFor } from '../state.js';
 export interface PoolConfig {
   /** pre-booted VMs kept ready (0: no pool) */
   size: number;
-  /** an entry nobody claimed for this long powers off */
+  /** an entry nobody claimed for this long powers off and is not replaced (0: never) */
   idleSeconds: number;
 }
 
-export const DEFAULT_IDLE_SECONDS = 600;
+export const DEFAULT_IDLE_SECONDS = 0;
 export const MAX_POOL_SIZE = 16;
 
 export interface EntryInfo {
@@ -47,7 +47,7 @@ export function readPoolConfig(root: string): PoolConfig {
   try {
     const c = JSON.parse(fs.readFileSync(path.join(poolDir(root), 'config.json'), 'utf8')) as Partial<PoolConfig>;
     const size = Number.isInteger(c.size) && c.size! > 0 ? Math.min(c.size!, MAX_POOL_SIZE) : 0;
-    const idleSeconds = Number.isInteger(c.idleSeconds) && c.idleSeconds! > 0 ? c.idleSeconds! : DEFAULT_IDLE_SECONDS;
+    const idleSeconds = Number.isInteger(c.idleSeconds) && c.idleSeconds! >= 0 ? c.idleSeconds! : DEFAULT_IDLE_SECONDS;
     return { size, idleSeconds };
   } catch {
     return { size: 0, idleSeconds: DEFAULT_IDLE_SECONDS };

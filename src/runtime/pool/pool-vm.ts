@@ -27,6 +27,8 @@ import { claimSocket, engineRequest, entrySocketDir, listEntries, poolDir, poolK
 import { closeStream, readableFd, writableFd } from './fd-streams.js';
 import { readLines, sendLine, type FromThin } from './thin-channel.js';
 import { parseClaimRequest, type ClaimRequest } from './claim-request.js';
+import { spawnPoolVm } from './claim-client.js';
+import { inStartingNetworkNamespace } from '../../sys/namespace.js';
 import type { NetworkPlan } from '../network.js';
 
 /** The nice value of a pooled VM (its VMM, QEMU and their threads) until it is claimed. */
@@ -111,7 +113,7 @@ export async function poolVm(o: { root: string; debug: boolean }): Promise<numbe
       try { fs.renameSync(path.join(entryDir, 'claimed'), path.join(entryDir, 'ready')); } catch { /* retired */ }
       continue;
     }
-    return serveClaim(o.root, entryDir, sandbox, claim, accepted, (dir) => { logTo.dir = dir; });
+    return serveClaim(o, entryDir, sandbox, claim, accepted, (dir) => { logTo.dir = dir; });
   }
 }
 
@@ -137,9 +139,10 @@ async function waitForClaim(root: string, entryDir: string, sandbox: Sandbox, lo
     result.resolve(undefined);
     return true;
   };
-  const idle = setTimeout(() => {
+  const idleSeconds = readPoolConfig(root).idleSeconds;
+  const idle = idleSeconds > 0 ? setTimeout(() => {
     if (!retire('idle')) setTimeout(() => retire('claimed but never contacted'), CLAIM_CONNECT_MS).unref();
-  }, readPoolConfig(root).idleSeconds * 1000);
+  }, idleSeconds * 1000) : undefined;
   const onTerm = () => { retire('asked to stop'); };
   process.on('SIGTERM', onTerm);
   void sandbox.vm.engine.exited.then(() => { fs.rmSync(ready, { force: true }); result.resolve(undefined); });
@@ -221,7 +224,7 @@ async function readClaim(sock: net.Socket): Promise<{ request: ClaimRequest; fds
   }
 }
 
-async function serveClaim(root: string, entryDir: string, sandbox: Sandbox, claim: Claim, accepted: { netPlan: NetworkPlan }, logInto: (dir: string) => void): Promise<number> {
+async function serveClaim({ root, debug }: { root: string; debug: boolean }, entryDir: string, sandbox: Sandbox, claim: Claim, accepted: { netPlan: NetworkPlan }, logInto: (dir: string) => void): Promise<number> {
   const { request, fds } = claim;
   const [stdinFd, stdoutFd, stderrFd, thinFd] = fds as [number, number, number, number];
   const dir = containerDir(root, request.id);
@@ -270,7 +273,13 @@ async function serveClaim(root: string, entryDir: string, sandbox: Sandbox, clai
       }
       return sandbox;
     },
-    report: (s) => claim.reply(s),
+    report: (s) => {
+      claim.reply(s);
+      // This VM's successor. Started from here, never from create: a process that create or
+      // its VMM leaves behind is adopted by the client's subreaper (conmon, containerd's shim),
+      // which then waits for it before it exits itself.
+      if (s.ok) inStartingNetworkNamespace(() => spawnPoolVm(root, debug));
+    },
     onSignal: (r) => { relay = r; },
     async viewEntered() {
       const acked = new Promise<void>((resolve) => acks.push(resolve));
