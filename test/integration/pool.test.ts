@@ -98,6 +98,11 @@ describe('husk pool with podman', () => {
     expect(alive(pooled)).toBe(false);
     const again = await readyEntry();
     expect(again).not.toBe(pooled);
+    // A process that exits while `start` is still answering (its stdin was never opened).
+    const t = await pm.run(['run', '--rm', IMAGE, 'true']);
+    expect(err(t)).toBe('');
+    expect(t.exitCode).toBe(0);
+    expect(alive(again)).toBe(false);
   });
 
   it('relays SIGTERM through the thin process; podman top and cp see the container', async () => {

@@ -10,6 +10,7 @@
 import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
+import { Readable } from 'node:stream';
 import path from 'node:path';
 import { Sandbox } from '../sandbox.js';
 import { GuestNet } from '../guest-net.js';
@@ -254,13 +255,15 @@ async function serveClaim({ root, debug }: { root: string; debug: boolean }, ent
   });
   const thinGone = new Promise<void>((resolve) => thin.once('close', () => resolve()));
   let stdin: NodeJS.ReadableStream | undefined;
+  let stdinClosed = false;
   const stdout = writableFd(stdoutFd);
   const stderr = writableFd(stderrFd);
   return runContainer({ root, id: request.id, consoleSocket: request.consoleSocket, preserveFds: 0 }, log, {
     pid: request.thinPid,
     pidStartTime: processStartTime(request.thinPid),
     stateExtra: { pooledVmmPid: process.pid, pooledVmmStartTime: processStartTime(process.pid) },
-    get stdin() { return (stdin ??= readableFd(stdinFd)); },
+    // The container may have exited (and its stdin fd closed) by the time start asks for this.
+    get stdin() { return (stdin ??= stdinClosed ? Readable.from([]) : readableFd(stdinFd)); },
     stdout,
     stderr,
     async sandbox(bundle, cdir, l, onNetworkLost) {
@@ -289,7 +292,10 @@ async function serveClaim({ root, debug }: { root: string; debug: boolean }, ent
     async exited(status) {
       // EOF on the container's output first, then the status: clients read both.
       await Promise.all([closeStream(stdout), closeStream(stderr), ...(stdin ? [closeStream(stdin)] : [])]);
-      if (!stdin) closeFd(stdinFd);
+      if (!stdin) {
+        stdinClosed = true;
+        closeFd(stdinFd);
+      }
       sendLine(thin, { t: 'exit', status });
       await Promise.race([thinGone, new Promise((r) => setTimeout(r, 1000))]);
     },
