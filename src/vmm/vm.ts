@@ -88,6 +88,8 @@ export class Vm {
    * MachineConfig.devices), whichever host serves it (see DeviceHost.configure).
    */
   configureDevice(deviceIndex: number, config: DeviceLateConfig): Promise<void> {
+    const kind = this.config.devices[deviceIndex]?.kind;
+    if (kind && kind !== config.kind) return Promise.reject(new Error(`device ${deviceIndex} is ${kind}, not ${config.kind}`));
     let local = deviceIndex;
     if (Number.isInteger(deviceIndex) && deviceIndex >= 0) {
       for (const h of this.hosts) {
