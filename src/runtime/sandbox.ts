@@ -189,7 +189,7 @@ export class Sandbox {
    * and the agent mounts everything at SETUP. `netPlan`: GuestNet.plan()
    * of the bundle, which must have a network (a pooled VM has eth0).
    */
-  async claim(bundle: Bundle, stateDir: string, netPlan: NetworkPlan, onNetworkLost: (msg: string) => void): Promise<void> {
+  async claim(bundle: Bundle, stateDir: string, netPlan: NetworkPlan, onNetworkLost: (msg: string) => void, duringSetup?: () => void): Promise<void> {
     const { log } = this.opts;
     const plan = setupSpec(bundle.spec, bundle.dir);
     await this.vm.configureDevice(POOLED.rootfs, { kind: 'fs', root: bundle.rootfs, readonly: false, keepCache: true });
@@ -209,7 +209,11 @@ export class Sandbox {
     const engineGone = this.vm.engine.exited.then((e) => {
       throw new SandboxError(`the VM stopped during the container's set-up (engine exit ${e.signal ?? e.code}); see ${this.opts.stateDir}/console.log`);
     });
-    await Promise.race([this.agent.setup(plan.setup), engineGone]);
+    const done = Promise.race([this.agent.setup(plan.setup), engineGone]);
+    done.catch(() => {});
+    // Host work that can overlap the guest's (the caller's process spec).
+    duringSetup?.();
+    await done;
   }
 
   /**

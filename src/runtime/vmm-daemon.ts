@@ -55,7 +55,7 @@ export interface ContainerSide {
   stdout: NodeJS.WritableStream;
   stderr: NodeJS.WritableStream;
   /** the VM with its agent, ready for SETUP/RUN of this bundle */
-  sandbox(bundle: Bundle, dir: string, log: (m: string) => void, onNetworkLost: (m: string) => void): Promise<Sandbox>;
+  sandbox(bundle: Bundle, dir: string, log: (m: string) => void, onNetworkLost: (m: string) => void, duringSetup: () => void): Promise<Sandbox>;
   /** tells `create` how it went (once) */
   report(status: CreateStatus): void;
   /** calls `relay` with each signal sent to the container's pid */
@@ -126,8 +126,11 @@ export async function runContainer(o: Pick<DaemonOptions, 'root' | 'id' | 'conso
     const bundle = loadBundle(state.bundle);
     viewOf = { rootfs: bundle.rootfs, bundleDir: bundle.dir, mounts: bundle.spec.mounts ?? [], readonly: !!bundle.spec.root?.readonly };
     const spec = bundle.spec;
-    sandbox = await side.sandbox(bundle, dir, log, (msg) => save({}, { networkError: msg }));
-    const proc = processSpec(spec.process!, { stdin: !spec.process!.terminal, seccomp: bundle.seccomp, log });
+    // The process spec (seccomp compiled) is built while the guest works on SETUP when the side can say when.
+    let built: ReturnType<typeof processSpec> | undefined;
+    const build = () => (built ??= processSpec(spec.process!, { stdin: !spec.process!.terminal, seccomp: bundle.seccomp, log }));
+    sandbox = await side.sandbox(bundle, dir, log, (msg) => save({}, { networkError: msg }), build);
+    const proc = build();
     if (o.preserveFds) {
       if (!sandbox.agent.execCapable) throw new Error('the guest agent cannot relay preserved fds (no protocol extension B)');
       proc.extraFds = o.preserveFds;

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "agent.h"
@@ -16,7 +17,17 @@ static void vlog(const char *fmt, va_list ap)
 {
 	char line[1024];
 	int saved = errno;
-	int n = snprintf(line, sizeof line, "husk-agent: ");
+	int n;
+
+	/* With husk.debug, a monotonic time in ms: where SETUP, RUN and START spend theirs. */
+	if (cfg.debug) {
+		struct timespec ts;
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		n = snprintf(line, sizeof line, "husk-agent: [%ld.%03ld] ", (long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000,
+			     (ts.tv_nsec / 1000) % 1000);
+	} else {
+		n = snprintf(line, sizeof line, "husk-agent: ");
+	}
 	int m = vsnprintf(line + n, sizeof line - (size_t)n - 1, fmt, ap);
 	size_t len;
 

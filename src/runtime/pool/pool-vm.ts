@@ -266,9 +266,9 @@ async function serveClaim({ root, debug }: { root: string; debug: boolean }, ent
     get stdin() { return (stdin ??= stdinClosed ? Readable.from([]) : readableFd(stdinFd)); },
     stdout,
     stderr,
-    async sandbox(bundle, cdir, l, onNetworkLost) {
+    async sandbox(bundle, cdir, l, onNetworkLost, duringSetup) {
       try {
-        await sandbox.claim(bundle, cdir, accepted.netPlan, onNetworkLost);
+        await sandbox.claim(bundle, cdir, accepted.netPlan, onNetworkLost, duringSetup);
       } catch (err) {
         // Not handed over: runContainer stops only a sandbox it got.
         await sandbox.stop(0, false);
