@@ -1,22 +1,19 @@
-// The runc verbs on top of the state store and the VMM daemon.
+// The runc verbs on top of the state store and the VMM daemon. What only
+// create needs is loaded in create: start, kill and delete run for every
+// container and each pays its imports.
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { spawn } from 'node:child_process';
-import { loadBundle } from '../oci/bundle.js';
 import {
   OCI_VERSION, StateError, containerDir, createContainerDir, listContainerIds, publicState,
   readState, removeContainerDir, socketDirFor, stateFile, writeJsonAtomic, writeState, type ContainerState,
 } from './state.js';
 import { controlRequest, controlSocketPath, type ControlReply, type ControlRequest } from './control.js';
 import { lockContainer } from './lock.js';
-import { projectRoot } from '../vmm/assets.js';
 import { isSameProcessAlive } from '../sys/process.js';
 import { runHooks } from './hooks.js';
 import type { Spec } from '../oci/spec.js';
 import { writePidFile } from './pidfile.js';
-import { awaitDetachedStatus } from './detached-status.js';
-import { readPoolConfig } from './pool/pool-store.js';
 
 export class LifecycleError extends Error {}
 
@@ -35,6 +32,9 @@ export interface CreateOptions {
 export { writePidFile };
 
 export async function create(o: CreateOptions): Promise<void> {
+  const [{ loadBundle }, { spawn }, { projectRoot }, { awaitDetachedStatus }, { readPoolConfig }] = await Promise.all([
+    import('../oci/bundle.js'), import('node:child_process'), import('../vmm/assets.js'), import('./detached-status.js'), import('./pool/pool-store.js'),
+  ]);
   const bundle = loadBundle(o.bundle);
   if (bundle.spec.process!.terminal && !o.consoleSocket) {
     throw new LifecycleError('cannot allocate tty if husk will detach without setting console socket');
