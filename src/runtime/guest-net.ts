@@ -8,7 +8,7 @@ import type { DeviceSpec } from '../vmm/devices/factory.js';
 import type { GuestNetwork } from '../agent/net-attrs.js';
 import { FEATURE_NET_RTO_MIN } from '../agent/protocol.js';
 import { planNetwork, type NetworkPlan } from './network.js';
-import { Passt } from './passt.js';
+import { Passt, type PasstWire } from './passt.js';
 import { joinNetworkNamespace } from '../sys/namespace.js';
 import { bindAbstract } from '../sys/unix-socket.js';
 import { closeFd } from '../sys/io.js';
@@ -54,7 +54,7 @@ export class GuestNet {
     return plan;
   }
 
-  static startPlanned(plan: NetworkPlan, stateDir: string, log: (msg: string) => void, onLost: (msg: string) => void): GuestNet {
+  static startPlanned(plan: NetworkPlan, stateDir: string, log: (msg: string) => void, onLost: (msg: string) => void, wire?: PasstWire): GuestNet {
     let portsLock: number | null = null;
     if (plan.netnsPath) {
       // This process stands for the container on the host, like runc's container
@@ -71,7 +71,7 @@ export class GuestNet {
     }
     let passt: Passt;
     try {
-      passt = Passt.start(plan, path.join(stateDir, 'passt.log'), log);
+      passt = Passt.start(plan, path.join(stateDir, 'passt.log'), log, wire);
     } catch (err) {
       if (portsLock !== null) closeFd(portsLock);
       throw err;
@@ -94,7 +94,11 @@ export class GuestNet {
 
   /** eth0's configuration for an agent with these FEATURES bits. */
   setupFor(features: number): GuestNetwork {
-    const n: GuestNetwork = { mac: this.plan.mac, mtu: this.plan.mtu, addresses: this.plan.addresses, routes: this.plan.routes };
+    return GuestNet.setupOf(this.plan, features);
+  }
+
+  static setupOf(plan: NetworkPlan, features: number): GuestNetwork {
+    const n: GuestNetwork = { mac: plan.mac, mtu: plan.mtu, addresses: plan.addresses, routes: plan.routes };
     if (features & FEATURE_NET_RTO_MIN) n.rtoMinMs = GUEST_RTO_MIN_MS;
     return n;
   }

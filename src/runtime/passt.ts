@@ -24,6 +24,9 @@ const STREAM_SNDBUF = 8 << 20;
 
 export interface PasstExit { code: number | null; signal: NodeJS.Signals | null }
 
+/** Both ends of the device-passt socketpair (passt gets passtFd as its fd 3). */
+export interface PasstWire { deviceFd: number; passtFd: number }
+
 export class Passt {
   readonly pid: number;
   /** the device's end of the socketpair: hand it to the net device (which then owns it) */
@@ -52,7 +55,12 @@ export class Passt {
     ];
   }
 
-  static start(plan: NetworkPlan, logFile: string, log: (msg: string) => void): Passt {
+  /**
+   * The socketpair between the net device and passt. Made ahead of passt
+   * when the device must carry frames before passt runs: they wait in the
+   * socket until passt reads them.
+   */
+  static wire(log: (msg: string) => void): PasstWire {
     const [deviceFd, passtFd] = socketPair();
     try {
       setSendBuffer(passtFd, STREAM_SNDBUF);
@@ -61,6 +69,11 @@ export class Passt {
       // Slower (frames dropped under load), not broken: go on with the default buffers.
       log(`passt: socket buffers stay at their default: ${(err as Error).message}`);
     }
+    return { deviceFd, passtFd };
+  }
+
+  static start(plan: NetworkPlan, logFile: string, log: (msg: string) => void, wire: PasstWire = Passt.wire(log)): Passt {
+    const { deviceFd, passtFd } = wire;
     const hard = nofileHardLimit();
     // setpriv: killed with husk until passt's own -1 takes over; prlimit: one fd per
     // forwarded port; nsenter: the container's namespace (nothing for the host's).

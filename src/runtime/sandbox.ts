@@ -14,6 +14,8 @@ import { machineSize, type MachineSize } from './resources.js';
 import { setupSpec, GUEST_BINDS_DIR, type BindExport } from './translate.js';
 import { GuestNet } from './guest-net.js';
 import type { NetworkPlan } from './network.js';
+import { Passt, type PasstWire } from './passt.js';
+import { closeFd } from '../sys/io.js';
 import { FEATURE_DEFER_ROOT, FEATURE_NET } from '../agent/protocol.js';
 
 export const AGENT_PORT = 1024;
@@ -53,6 +55,8 @@ export class Sandbox {
   private stopped?: Promise<void>;
   /** passt and the guest's eth0 (undefined: only lo) */
   private guestNet?: GuestNet;
+  /** a claimed pooled VM's network before startNetwork() */
+  private pendingNet?: { plan: NetworkPlan; wire: PasstWire; stateDir: string };
   get net(): GuestNet | undefined { return this.guestNet; }
 
   private constructor(vm: Vm, agent: AgentConnection, agentServer: net.Server, opts: SandboxOptions, guestNet: GuestNet | undefined) {
@@ -189,23 +193,23 @@ export class Sandbox {
    * and the agent mounts everything at SETUP. `netPlan`: GuestNet.plan()
    * of the bundle, which must have a network (a pooled VM has eth0).
    */
-  async claim(bundle: Bundle, stateDir: string, netPlan: NetworkPlan, onNetworkLost: (msg: string) => void, duringSetup?: () => void): Promise<void> {
+  async claim(bundle: Bundle, stateDir: string, netPlan: NetworkPlan, duringSetup?: () => void): Promise<void> {
     const { log } = this.opts;
     const plan = setupSpec(bundle.spec, bundle.dir);
     await this.vm.configureDevice(POOLED.rootfs, { kind: 'fs', root: bundle.rootfs, readonly: false, keepCache: true });
     await this.vm.configureDevice(POOLED.binds, { kind: 'fs', exports: plan.exports.map((e) => ({ name: e.name, path: e.hostPath, readonly: e.readonly })) });
-    const guestNet = GuestNet.startPlanned(netPlan, stateDir, log, onNetworkLost);
-    this.guestNet = guestNet;
-    void this.vm.engine.exited.then(() => guestNet.passt.expectExit());
+    // The device gets its end of passt's socket now, passt itself comes with startNetwork():
+    // what the guest sends meanwhile waits in the socket.
+    const wire = Passt.wire(log);
     try {
-      await this.vm.configureDevice(POOLED.net, { kind: 'net', fd: guestNet.passt.deviceFd });
+      await this.vm.configureDevice(POOLED.net, { kind: 'net', fd: wire.deviceFd });
     } catch (err) {
-      await guestNet.stop();
-      this.guestNet = undefined;
+      closeFd(wire.deviceFd);
+      closeFd(wire.passtFd);
       throw err;
     }
-    if (guestNet.lost) throw new SandboxError(guestNet.lost);
-    plan.setup.network = guestNet.setupFor(this.agent.hello.features ?? 0);
+    this.pendingNet = { plan: netPlan, wire, stateDir };
+    plan.setup.network = GuestNet.setupOf(netPlan, this.agent.hello.features ?? 0);
     const engineGone = this.vm.engine.exited.then((e) => {
       throw new SandboxError(`the VM stopped during the container's set-up (engine exit ${e.signal ?? e.code}); see ${this.opts.stateDir}/console.log`);
     });
@@ -214,6 +218,27 @@ export class Sandbox {
     // Host work that can overlap the guest's (the caller's process spec).
     duringSetup?.();
     await done;
+  }
+
+  /**
+   * Starts passt for a claimed VM. Apart from claim() because passt's start
+   * (a socket per forwarded port: ~0.1 s of CPU) would compete with the
+   * guest's SETUP and RUN: it runs once the container's process is created.
+   * A passt that fails is reported through onNetworkLost, as one that dies later.
+   */
+  startNetwork(onNetworkLost: (msg: string) => void): void {
+    const p = this.pendingNet;
+    if (!p) return;
+    this.pendingNet = undefined;
+    try {
+      const guestNet = GuestNet.startPlanned(p.plan, p.stateDir, this.opts.log, onNetworkLost, p.wire);
+      this.guestNet = guestNet;
+      void this.vm.engine.exited.then(() => guestNet.passt.expectExit());
+    } catch (err) {
+      const msg = `passt could not start: ${(err as Error).message}: the container has no network`;
+      this.opts.log(msg);
+      onNetworkLost(msg);
+    }
   }
 
   /**
@@ -227,6 +252,8 @@ export class Sandbox {
       // passt closes one socket per forwarded port on its way out (tens of ms): let that
       // overlap the guest's power-off, the container no longer needs its network.
       const netStopped = this.net?.stop();
+      if (this.pendingNet) closeFd(this.pendingNet.wire.passtFd); // passt never started
+      this.pendingNet = undefined;
       await this.vm.stop(graceMs);
       if (waitNetwork) await netStopped;
       this.agent.close();

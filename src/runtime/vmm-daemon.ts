@@ -60,6 +60,8 @@ export interface ContainerSide {
   report(status: CreateStatus): void;
   /** calls `relay` with each signal sent to the container's pid */
   onSignal(relay: (signo: number) => void): void;
+  /** the container's process is created (held before execve) */
+  afterCreated?(): void;
   /** the container view is entered: the pid must be in it before start returns */
   viewEntered?(): Promise<void>;
   /** the container has exited with `status` and its output is flushed */
@@ -152,6 +154,7 @@ export async function runContainer(o: Pick<DaemonOptions, 'root' | 'id' | 'conso
       if (e instanceof AgentError) throw new Error(`unable to start container process: ${e.message}`);
       throw e;
     }
+    side.afterCreated?.();
     save({ pid: side.pid }, { ...side.stateExtra, vmmStartTime: side.pidStartTime, engine: sandbox.vm.engine.name, ...(sandbox.net ? { passtPid: sandbox.net.passt.pid, passtStartTime: processStartTime(sandbox.net.passt.pid) } : {}) });
     await runCreateHooks(spec.hooks, publicState(state));
     if (o.preserveFds) {

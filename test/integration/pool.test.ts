@@ -3,6 +3,7 @@
 // the pid podman knows; everything a VMM of its own does must still hold.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import fs from 'node:fs';
+import http from 'node:http';
 import path from 'node:path';
 import { HUSK, husk, processesMentioning, scratch } from '../helpers/husk.js';
 import { IMAGE, expectNothingLeft, setupPodman, type Podman } from '../helpers/podman.js';
@@ -10,6 +11,10 @@ import { IMAGE, expectNothingLeft, setupPodman, type Podman } from '../helpers/p
 let tmp: ReturnType<typeof scratch>;
 let pm: Podman;
 let root = '';
+// A network of our own (netavark bridge), away from podman's default and network.test.ts's.
+const NET = `husk-pool-${process.pid}`;
+const SUBNET_OCTET = 100 + (process.pid % 100);
+const SUBNET = `10.215.${SUBNET_OCTET}.0/24`;
 
 const out = (r: { stdout?: unknown }) => String(r.stdout ?? '');
 const err = (r: { stderr?: unknown }) => String(r.stderr ?? '');
@@ -58,15 +63,35 @@ function childrenOf(pid: number): number[] {
   });
 }
 
+function httpGet(url: string): Promise<string | undefined> {
+  return new Promise((resolve) => {
+    const req = http.get(url, { timeout: 3000 }, (res) => {
+      let body = '';
+      res.on('data', (d) => { body += d; });
+      res.on('end', () => resolve(res.statusCode === 200 ? body : undefined));
+    });
+    req.on('error', () => resolve(undefined));
+    req.on('timeout', () => { req.destroy(); resolve(undefined); });
+  });
+}
+
 beforeAll(async () => {
   tmp = scratch('husk-pool-');
   root = path.join(tmp.dir, 'root');
   // podman gives the runtime no --root: a wrapper keeps this test's pool apart from every other husk user.
   const wrapper = path.join(tmp.dir, 'husk-pooled');
   fs.writeFileSync(wrapper, `#!/bin/sh\nexec ${HUSK} --root ${root} "$@"\n`, { mode: 0o755 });
-  pm = await setupPodman(path.join(tmp.dir, 'podman'), [], wrapper);
+  pm = await setupPodman(path.join(tmp.dir, 'podman'), [
+    '[network]',
+    'network_backend = "netavark"',
+    `network_config_dir = "${path.join(tmp.dir, 'networks')}"`,
+  ], wrapper);
+  const c = await pm.run(['network', 'create', '--subnet', SUBNET, NET]);
+  expect(c.exitCode, err(c)).toBe(0);
 });
 afterAll(async () => {
+  await pm?.run(['rm', '-af', '-t', '0']);
+  await pm?.run(['network', 'rm', '-f', NET]);
   await pm?.cleanup();
   if (root) await husk(root, ['pool', 'drain']);
   tmp.cleanup();
@@ -87,22 +112,40 @@ describe('husk pool with podman', () => {
 
   it('runs a container on the pooled VM: output, exit code, its address, and the pool refills', async () => {
     const pooled = await readyEntry();
-    const r = await pm.run(['run', '--rm', IMAGE, 'sh', '-c', 'echo hi; ip -4 -o addr show eth0 | tr -s " " | cut -d" " -f4; exit 7']);
+    const r = await pm.run(['run', '--rm', '--network', NET, IMAGE, 'sh', '-c', 'echo hi; ip -4 -o addr show eth0 | tr -s " " | cut -d" " -f4; exit 7']);
     expect(err(r)).toBe('');
     expect(r.exitCode).toBe(7);
     const [hi, addr] = out(r).split('\n');
     expect(hi).toBe('hi');
-    // podman's default network (10.88.0.0/16) reached the pooled guest's eth0.
-    expect(addr).toMatch(/^10\.88\.\d+\.\d+\/16$/);
+    // The address podman gave the container on its network reached the pooled guest's eth0.
+    expect(addr).toMatch(new RegExp(`^10\\.215\\.${SUBNET_OCTET}\\.\\d+/24$`));
     // The entry served this container and is gone; a new one took its place.
     expect(alive(pooled)).toBe(false);
     const again = await readyEntry();
     expect(again).not.toBe(pooled);
     // A process that exits while `start` is still answering (its stdin was never opened).
-    const t = await pm.run(['run', '--rm', IMAGE, 'true']);
+    const t = await pm.run(['run', '--rm', '--network', NET, IMAGE, 'true']);
     expect(err(t)).toBe('');
     expect(t.exitCode).toBe(0);
     expect(alive(again)).toBe(false);
+  });
+
+  it('serves a published port once passt, started after the process is created, runs', async () => {
+    await readyEntry();
+    const c = await pm.run(['run', '-d', '--network', NET, '-p', '18091:80', IMAGE, 'sh', '-c', 'mkdir -p /www && echo page-from-pool > /www/index.html && exec httpd -f -p 80 -h /www']);
+    expect(c.exitCode, err(c)).toBe(0);
+    const id = out(c).trim();
+    try {
+      let body: string | undefined;
+      for (let i = 0; i < 100 && body === undefined; i++) {
+        body = await httpGet('http://127.0.0.1:18091/index.html');
+        if (body === undefined) await new Promise((r) => setTimeout(r, 200));
+      }
+      expect(body).toBe('page-from-pool\n');
+    } finally {
+      await pm.run(['rm', '-f', '-t', '0', id]);
+    }
+    await expectNothingLeft(id);
   });
 
   it('relays SIGTERM through the thin process; podman top and cp see the container', async () => {
@@ -110,7 +153,7 @@ describe('husk pool with podman', () => {
     const vol = path.join(tmp.dir, 'vol');
     fs.mkdirSync(vol, { recursive: true });
     fs.writeFileSync(path.join(vol, 'f.txt'), 'from host');
-    const c = await pm.run(['run', '-d', '-v', `${vol}:/data`, IMAGE, 'sh', '-c', 'trap "exit 12" TERM; cat /data/f.txt > /data/seen.txt; while :; do sleep 0.1; done']);
+    const c = await pm.run(['run', '-d', '--network', NET, '-v', `${vol}:/data`, IMAGE, 'sh', '-c', 'trap "exit 12" TERM; cat /data/f.txt > /data/seen.txt; while :; do sleep 0.1; done']);
     expect(c.exitCode, err(c)).toBe(0);
     const id = out(c).trim();
     expect(alive(pooled)).toBe(true); // now the container's VMM

@@ -1,7 +1,6 @@
 // `create` on a pooled VM: win an entry, start the thin process that will
 // be the container's pid, and hand the entry the container (its stdio and
 // the thin process's channel go as fds). Also keeps the pool filled.
-import fs from 'node:fs';
 import path from 'node:path';
 import { spawn } from 'node:child_process';
 import type { Spec } from '../../oci/spec.js';
@@ -86,10 +85,10 @@ export async function createOnPooledVm(o: PooledCreate): Promise<number | undefi
     closeFd(mine);
   }
   if (!reply || reply.decline) {
-    // Nothing was done for this container: it boots a VM of its own.
+    // Nothing was done for this container: it boots a VM of its own. (An entry that never
+    // answered puts itself back into the pool after a while, if it still runs.)
     thin.kill('SIGKILL');
     await thinExited;
-    if (!reply) fs.rmSync(path.join(entry.dir, 'claimed'), { force: true });
     return undefined;
   }
   if (!reply.ok) {

@@ -110,8 +110,8 @@ export async function poolVm(o: { root: string; debug: boolean }): Promise<numbe
     }
     const accepted = await acceptClaim(o.root, claim, log);
     if (!accepted) {
-      // Not for this container (it has no network, ...): back into the pool.
-      try { fs.renameSync(path.join(entryDir, 'claimed'), path.join(entryDir, 'ready')); } catch { /* retired */ }
+      // Not for this container (it has no network, ...): back into the pool once it listens again.
+      fs.rmSync(path.join(entryDir, 'claimed'), { force: true });
       continue;
     }
     return serveClaim(o, entryDir, sandbox, claim, accepted, (dir) => { logTo.dir = dir; });
@@ -141,16 +141,27 @@ async function waitForClaim(root: string, entryDir: string, sandbox: Sandbox, lo
     return true;
   };
   const idleSeconds = readPoolConfig(root).idleSeconds;
-  const idle = idleSeconds > 0 ? setTimeout(() => {
-    if (!retire('idle')) setTimeout(() => retire('claimed but never contacted'), CLAIM_CONNECT_MS).unref();
-  }, idleSeconds * 1000) : undefined;
+  const idle = idleSeconds > 0 ? setInterval(() => { retire('idle'); }, idleSeconds * 1000) : undefined;
+  // A claimer that won the entry but never sent its request (it died): back into the pool.
+  const claimed = path.join(entryDir, 'claimed');
+  let claimedSince = 0;
+  const orphanCheck = setInterval(() => {
+    if (!fs.existsSync(claimed)) { claimedSince = 0; return; }
+    claimedSince ||= Date.now();
+    if (Date.now() - claimedSince < CLAIM_CONNECT_MS) return;
+    log('claimed but never contacted: back in the pool');
+    fs.rmSync(claimed, { force: true });
+    fs.writeFileSync(ready, '');
+    claimedSince = 0;
+  }, 1000);
+  orphanCheck.unref();
   const onTerm = () => { retire('asked to stop'); };
   process.on('SIGTERM', onTerm);
   void sandbox.vm.engine.exited.then(() => { fs.rmSync(ready, { force: true }); result.resolve(undefined); });
 
   server.on('connection', (sock) => {
     readClaim(sock).then((c) => {
-      if (!c || !fs.existsSync(path.join(entryDir, 'claimed'))) {
+      if (!c || !fs.existsSync(claimed)) {
         c?.fds.forEach(closeFd);
         sock.destroy();
         return;
@@ -169,7 +180,8 @@ async function waitForClaim(root: string, entryDir: string, sandbox: Sandbox, lo
   try {
     return await result.promise;
   } finally {
-    clearTimeout(idle);
+    clearInterval(idle);
+    clearInterval(orphanCheck);
     process.off('SIGTERM', onTerm);
     server.close();
   }
@@ -256,6 +268,7 @@ async function serveClaim({ root, debug }: { root: string; debug: boolean }, ent
   const thinGone = new Promise<void>((resolve) => thin.once('close', () => resolve()));
   let stdin: NodeJS.ReadableStream | undefined;
   let stdinClosed = false;
+  let networkLost: (msg: string) => void = () => {};
   const stdout = writableFd(stdoutFd);
   const stderr = writableFd(stderrFd);
   return runContainer({ root, id: request.id, consoleSocket: request.consoleSocket, preserveFds: 0 }, log, {
@@ -267,8 +280,9 @@ async function serveClaim({ root, debug }: { root: string; debug: boolean }, ent
     stdout,
     stderr,
     async sandbox(bundle, cdir, l, onNetworkLost, duringSetup) {
+      networkLost = onNetworkLost;
       try {
-        await sandbox.claim(bundle, cdir, accepted.netPlan, onNetworkLost, duringSetup);
+        await sandbox.claim(bundle, cdir, accepted.netPlan, duringSetup);
       } catch (err) {
         // Not handed over: runContainer stops only a sandbox it got.
         await sandbox.stop(0, false);
@@ -276,6 +290,7 @@ async function serveClaim({ root, debug }: { root: string; debug: boolean }, ent
       }
       return sandbox;
     },
+    afterCreated: () => sandbox.startNetwork(networkLost),
     report: (s) => {
       claim.reply(s);
       // This VM's successor. Started from here, never from create: a process that create or
