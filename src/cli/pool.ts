@@ -43,10 +43,11 @@ export function registerPool(program: Command): void {
 
   program
     .command('pool-vm', { hidden: true })
-    .action(async (_o: unknown, cmd: Command) => {
+    .option('--after <ms>', 'wait this long before booting', count('delay', 60_000), 0)
+    .action(async (o: { after: number }, cmd: Command) => {
       const g = globalOptions(cmd);
       const { poolVm } = await import('../runtime/pool/pool-vm.js');
-      process.exit(await poolVm({ root: g.root, debug: g.debug }));
+      process.exit(await poolVm({ root: g.root, debug: g.debug, afterMs: o.after }));
     });
   program
     .command('vmm-thin', { hidden: true })

@@ -119,9 +119,14 @@ describe('husk pool with podman', () => {
     expect(hi).toBe('hi');
     // The address podman gave the container on its network reached the pooled guest's eth0.
     expect(addr).toMatch(new RegExp(`^10\\.215\\.${SUBNET_OCTET}\\.\\d+/24$`));
-    // The entry served this container and is gone; a new one took its place.
+    // The entry served this container and is gone; the VMM that served it started its successor
+    // (booting a moment later, so as not to slow this container's start), which fill waits for.
     expect(alive(pooled)).toBe(false);
+    const successor = (await status()).entries;
+    expect(successor).toHaveLength(1);
+    expect(successor[0]!.pid).not.toBe(pooled);
     const again = await readyEntry();
+    expect(again).toBe(successor[0]!.pid);
     expect(again).not.toBe(pooled);
     // A process that exits while `start` is still answering (its stdin was never opened).
     const t = await pm.run(['run', '--rm', '--network', NET, IMAGE, 'true']);
