@@ -169,11 +169,11 @@ describe('husk pool with podman', () => {
     const inspectPid = out(await pm.run(['inspect', '--format', '{{.State.Pid}}', id]));
     expect(Number(inspectPid)).toBe(st.pid);
     // The bind mount came through the pooled VM's deferred bind-source device.
-    for (let i = 0; !fs.existsSync(path.join(vol, 'seen.txt')); i++) {
+    const seen = () => { try { return fs.readFileSync(path.join(vol, 'seen.txt'), 'utf8'); } catch { return ''; } };
+    for (let i = 0; seen() !== 'from host'; i++) {
       if (i > 300) throw new Error('the container never wrote /data/seen.txt');
       await new Promise((r) => setTimeout(r, 100));
     }
-    expect(fs.readFileSync(path.join(vol, 'seen.txt'), 'utf8')).toBe('from host');
     // podman top joins the thin process's mount namespace: the guest's processes, not the host's.
     const top = await pm.run(['top', id, 'pid', 'args']);
     expect(top.exitCode, err(top)).toBe(0);

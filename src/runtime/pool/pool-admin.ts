@@ -55,6 +55,7 @@ export async function fill(root: string, debug: boolean, size: number, idleSecon
 }
 
 export async function drain(root: string): Promise<void> {
+  if (!fs.existsSync(poolDir(root))) return; // no pool was ever set up here: nothing to write
   const config = readPoolConfig(root);
   writePoolConfig(root, { ...config, size: 0 });
   await retire(listEntries(root).filter((e) => !e.claimed));
