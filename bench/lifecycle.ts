@@ -196,12 +196,14 @@ async function benchPodman(work: string) {
     const pooledMs: number[] = [];
     const refillMs: number[] = [];
     for (let i = 0; i < RUNS; i++) {
-      // Every run starts with the pool ready: its refill boots between runs, never during one.
-      refillMs.push(await poolReady());
+      // Every run starts with the pool ready. refillMs: from the end of a pooled run until
+      // `husk pool fill --wait` has the pool ready again (it boots one if the successor, which
+      // the VMM that served the run starts a second after the claim, has not appeared yet).
+      await poolReady();
       const p = await runWith('husk-pooled');
       if (p.code !== 0) throw new Error(`podman --runtime husk-pooled: exit ${p.code}: ${p.stderr.trim()}`);
       pooledMs.push(p.ms);
-      await poolReady();
+      refillMs.push(await poolReady());
       if (!probe.runc) {
         const r = await runWith('runc');
         if (r.code !== 0) throw new Error(`podman --runtime runc: exit ${r.code}: ${r.stderr.trim()}`);

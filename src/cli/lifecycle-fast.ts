@@ -104,13 +104,11 @@ export function tryLifecycleFast(g: Globals, argv: string[]): Promise<number | u
       });
     }
     case 'pool-vm': {
-      const p = parseVerbArgs(rest, { '--after': 'value' });
-      const after = p?.values.get('--after');
-      const afterMs = after === undefined ? 0 : /^\d{1,5}$/.test(after) && Number(after) <= 60_000 ? Number(after) : undefined;
-      if (!p || p.positionals.length !== 0 || afterMs === undefined) return undefined;
+      const p = parseVerbArgs(rest, {});
+      if (!p || p.positionals.length !== 0) return undefined;
       return guarded(g, async () => {
         const { poolVm } = await import('../runtime/pool/pool-vm.js');
-        process.exit(await poolVm({ root: g.root, debug: g.debug, afterMs }));
+        process.exit(await poolVm({ root: g.root, debug: g.debug }));
       });
     }
     default:

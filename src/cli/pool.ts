@@ -43,11 +43,10 @@ export function registerPool(program: Command): void {
 
   program
     .command('pool-vm', { hidden: true })
-    .option('--after <ms>', 'wait this long before booting', count('delay', 60_000), 0)
-    .action(async (o: { after: number }, cmd: Command) => {
+    .action(async (_o: unknown, cmd: Command) => {
       const g = globalOptions(cmd);
       const { poolVm } = await import('../runtime/pool/pool-vm.js');
-      process.exit(await poolVm({ root: g.root, debug: g.debug, afterMs: o.after }));
+      process.exit(await poolVm({ root: g.root, debug: g.debug }));
     });
   program
     .command('vmm-thin', { hidden: true })

@@ -23,12 +23,15 @@ export interface PooledCreate {
 export class PooledCreateError extends Error {}
 
 /** Starts one pool VMM, detached (it counts the pool again under its lock and may end at once). */
-export function spawnPoolVm(root: string, debug: boolean, afterMs = 0): void {
+export function spawnPoolVm(root: string, debug: boolean, afterSeconds = 0): void {
   const args = ['--no-warnings', path.join(projectRoot(), 'bin/husk.js'), '--root', path.resolve(root)];
   if (debug) args.push('--debug');
   args.push('pool-vm');
-  if (afterMs) args.push('--after', String(afterMs));
-  spawn(process.execPath, args, { detached: true, stdio: 'ignore' }).unref();
+  // A delayed one waits in sleep(1), not in Node: nothing of its start-up runs before its time.
+  const child = afterSeconds > 0
+    ? spawn('/bin/sh', ['-c', `sleep ${afterSeconds} && exec "$0" "$@"`, process.execPath, ...args], { detached: true, stdio: 'ignore' })
+    : spawn(process.execPath, args, { detached: true, stdio: 'ignore' });
+  child.unref();
 }
 
 /**

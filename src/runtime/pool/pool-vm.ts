@@ -55,14 +55,13 @@ interface Claim { request: ClaimRequest; fds: number[]; reply: (s: CreateStatus 
 
 
 /**
- * How long a claimed VM's successor waits before it boots: a boot (~0.4 s
+ * How long a claimed VM's successor waits before it starts: a boot (~0.4 s
  * of CPU) next to a container's own start slowed `podman run` by ~90 ms on
  * this 2-CPU machine even at nice 19, so it waits until that start is over.
  */
-export const SUCCESSOR_DELAY_MS = 1000;
+export const SUCCESSOR_DELAY_SECONDS = 1;
 
-/** `afterMs`: wait this long (as a booting entry) before booting. */
-export async function poolVm(o: { root: string; debug: boolean; afterMs?: number }): Promise<number> {
+export async function poolVm(o: { root: string; debug: boolean }): Promise<number> {
   const pdir = poolDir(o.root);
   fs.mkdirSync(pdir, { recursive: true, mode: 0o700 });
   const entryDir = fs.mkdtempSync(path.join(pdir, 'e-'));
@@ -98,11 +97,6 @@ export async function poolVm(o: { root: string; debug: boolean; afterMs?: number
   const stopEarly = () => { fs.writeFileSync(path.join(entryDir, 'retired'), ''); };
   process.on('SIGTERM', stopEarly);
   renice(process.pid, IDLE_NICE);
-  if (o.afterMs) await new Promise((r) => setTimeout(r, o.afterMs));
-  if (fs.existsSync(path.join(entryDir, 'retired'))) {
-    removeEntry();
-    return 0;
-  }
   let sandbox: Sandbox;
   try {
     sandbox = await Sandbox.bootPooled({ stateDir: entryDir, socketDir, log, debug: o.debug, size });
@@ -306,10 +300,10 @@ async function serveClaim({ root, debug }: { root: string; debug: boolean }, ent
     afterCreated: () => sandbox.startNetwork(networkLost),
     report: (s) => {
       claim.reply(s);
-      // This VM's successor (it boots SUCCESSOR_DELAY_MS later). Started from here, never from create: a process that create or
+      // This VM's successor (it starts SUCCESSOR_DELAY_SECONDS later). Started from here, never from create: a process that create or
       // its VMM leaves behind is adopted by the client's subreaper (conmon, containerd's shim),
       // which then waits for it before it exits itself.
-      if (s.ok) inStartingNetworkNamespace(() => spawnPoolVm(root, debug, SUCCESSOR_DELAY_MS));
+      if (s.ok) inStartingNetworkNamespace(() => spawnPoolVm(root, debug, SUCCESSOR_DELAY_SECONDS));
     },
     onSignal: (r) => { relay = r; },
     async viewEntered() {
