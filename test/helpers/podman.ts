@@ -4,6 +4,7 @@
 import { execa } from 'execa';
 import { expect } from 'vitest';
 import fs from 'node:fs';
+import http from 'node:http';
 import path from 'node:path';
 import { HUSK, ROOT_DIR, processesMentioning } from './husk.js';
 import { makeBusyboxBundle } from '../../rootfs-builder/example-bundle.js';
@@ -64,4 +65,17 @@ export async function expectNothingLeft(id: string): Promise<void> {
   const end = Date.now() + 60_000;
   while ((left = await processesMentioning(id)).length && Date.now() < end) await new Promise((r) => setTimeout(r, 200));
   expect(left).toEqual([]);
+}
+
+/** GET `url`: the body on 200, undefined otherwise (connection refused, timeout, other status). */
+export function httpGet(url: string): Promise<string | undefined> {
+  return new Promise((resolve) => {
+    const req = http.get(url, { timeout: 3000 }, (res) => {
+      let body = '';
+      res.on('data', (d) => { body += d; });
+      res.on('end', () => resolve(res.statusCode === 200 ? body : undefined));
+    });
+    req.on('error', () => resolve(undefined));
+    req.on('timeout', () => { req.destroy(); resolve(undefined); });
+  });
 }

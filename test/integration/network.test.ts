@@ -5,12 +5,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import net from 'node:net';
-import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { bundle, husk, scratch, uniqueId } from '../helpers/husk.js';
-import { IMAGE, setupPodman, type Podman } from '../helpers/podman.js';
+import { IMAGE, httpGet, setupPodman, type Podman } from '../helpers/podman.js';
 
 let tmp: ReturnType<typeof scratch>;
 let pm: Podman;
@@ -36,18 +35,6 @@ async function waitFor<T>(what: string, f: () => Promise<T | undefined>, limitMs
     await sleep(200);
   }
   throw new Error(`timed out waiting for ${what}`);
-}
-
-function httpGet(url: string): Promise<string | undefined> {
-  return new Promise((resolve) => {
-    const req = http.get(url, { timeout: 3000 }, (res) => {
-      let body = '';
-      res.on('data', (d) => { body += d; });
-      res.on('end', () => resolve(res.statusCode === 200 ? body : undefined));
-    });
-    req.on('error', () => resolve(undefined));
-    req.on('timeout', () => { req.destroy(); resolve(undefined); });
-  });
 }
 
 function stateOf(id: string): { husk: { passtPid?: number; socketDir: string; networkError?: string } } {

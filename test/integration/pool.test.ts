@@ -3,10 +3,9 @@
 // the pid podman knows; everything a VMM of its own does must still hold.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import fs from 'node:fs';
-import http from 'node:http';
 import path from 'node:path';
 import { HUSK, husk, processesMentioning, scratch } from '../helpers/husk.js';
-import { IMAGE, expectNothingLeft, setupPodman, type Podman } from '../helpers/podman.js';
+import { IMAGE, expectNothingLeft, httpGet, setupPodman, type Podman } from '../helpers/podman.js';
 
 let tmp: ReturnType<typeof scratch>;
 let pm: Podman;
@@ -60,18 +59,6 @@ function childrenOf(pid: number): number[] {
     } catch {
       return false;
     }
-  });
-}
-
-function httpGet(url: string): Promise<string | undefined> {
-  return new Promise((resolve) => {
-    const req = http.get(url, { timeout: 3000 }, (res) => {
-      let body = '';
-      res.on('data', (d) => { body += d; });
-      res.on('end', () => resolve(res.statusCode === 200 ? body : undefined));
-    });
-    req.on('error', () => resolve(undefined));
-    req.on('timeout', () => { req.destroy(); resolve(undefined); });
   });
 }
 

@@ -4,6 +4,7 @@
 // nothing to configure) come back as rejections, and a worker that is gone
 // rejects at once. The net device owns the passt socket once attached: the
 // worker closes it when it stops.
+import { mmioTransport } from '../helpers/mmio-transport.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -11,7 +12,7 @@ import { scratch } from '../helpers/husk.js';
 import { DeviceHost, type DeviceAttachment } from '../../src/vmm/vhost-user/device-host.js';
 import { MmioState, W } from '../../src/vmm/virtio/mmio.js';
 import type { MmioWorkerTransport } from '../../src/vmm/virtio/mmio-backend.js';
-import { closeFd, eventfd, memfdCreate, readFd } from '../../src/sys/io.js';
+import { closeFd, memfdCreate, readFd } from '../../src/sys/io.js';
 import { socketPair } from '../../src/sys/unix-socket.js';
 
 const MEM = 1 << 20;
@@ -20,13 +21,7 @@ const fds: number[] = [];
 beforeAll(() => { tmp = scratch('husk-devconf-'); });
 afterAll(() => { fds.forEach(closeFd); tmp.cleanup(); });
 
-function transport(memFd: number, queues: number): MmioWorkerTransport {
-  const kickFds = Array.from({ length: queues }, () => eventfd());
-  const callFd = eventfd();
-  const changeFd = eventfd();
-  fds.push(...kickFds, callFd, changeFd);
-  return { kind: 'mmio', state: new MmioState().sab, memFd, memRegions: [{ gpa: 0, size: MEM, offset: 0 }], kickFds, callFd, changeFd };
-}
+const transport = (memFd: number, queues: number): MmioWorkerTransport => mmioTransport(memFd, MEM, queues, fds);
 
 async function published(a: DeviceAttachment): Promise<boolean> {
   const s = new MmioState((a.transport as MmioWorkerTransport).state);

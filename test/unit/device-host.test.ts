@@ -3,6 +3,7 @@
 // state, statistics come back per device, stop ends the worker; and a host
 // told never to start (the engine ended before its first KVM_RUN) spawns
 // nothing and still resolves `closed`. Real worker threads (from dist/).
+import { mmioTransport } from '../helpers/mmio-transport.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -10,7 +11,7 @@ import { scratch } from '../helpers/husk.js';
 import { DeviceHost, type DeviceAttachment } from '../../src/vmm/vhost-user/device-host.js';
 import { MmioState, W } from '../../src/vmm/virtio/mmio.js';
 import type { MmioWorkerTransport } from '../../src/vmm/virtio/mmio-backend.js';
-import { closeFd, eventfd, memfdCreate } from '../../src/sys/io.js';
+import { closeFd, memfdCreate } from '../../src/sys/io.js';
 
 const MEM = 1 << 20;
 let tmp: ReturnType<typeof scratch>;
@@ -18,13 +19,7 @@ const fds: number[] = [];
 beforeAll(() => { tmp = scratch('husk-devhost-'); });
 afterAll(() => { fds.forEach(closeFd); tmp.cleanup(); });
 
-function transport(memFd: number, queues: number): MmioWorkerTransport {
-  const kickFds = Array.from({ length: queues }, () => eventfd());
-  const callFd = eventfd();
-  const changeFd = eventfd();
-  fds.push(...kickFds, callFd, changeFd);
-  return { kind: 'mmio', state: new MmioState().sab, memFd, memRegions: [{ gpa: 0, size: MEM, offset: 0 }], kickFds, callFd, changeFd };
-}
+const transport = (memFd: number, queues: number): MmioWorkerTransport => mmioTransport(memFd, MEM, queues, fds);
 
 function devices(): DeviceAttachment[] {
   const memFd = memfdCreate('husk-devhost-test', MEM);

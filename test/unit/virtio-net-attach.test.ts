@@ -3,6 +3,7 @@
 // configure() hands it the socket to passt (here a socketpair with the
 // 4-byte big-endian length framing) frames flow both ways. A second
 // attach is refused and leaves the caller's fd alone.
+import { readFromPeer } from '../helpers/net-peer.js';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { FakeVirtioDriver } from '../helpers/fake-virtio-driver.js';
 import { Poller, closeFd, readFd, setNonBlocking, writeFd } from '../../src/sys/io.js';
@@ -53,16 +54,7 @@ function pump(): void {
   for (let i = 0; i < 20; i++) poller.poll(0);
 }
 
-function readPeer(peer: number, n: number): Buffer {
-  const out = Buffer.alloc(n);
-  let got = 0;
-  for (let i = 0; i < 10000 && got < n; i++) {
-    poller.poll(0);
-    const k = readFd(peer, out.subarray(got));
-    if (k > 0) got += k;
-  }
-  return out.subarray(0, got);
-}
+const readPeer = (peer: number, n: number): Buffer => Buffer.from(readFromPeer(poller, peer, n));
 
 beforeEach(() => {
   poller = new Poller();

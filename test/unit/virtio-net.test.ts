@@ -1,8 +1,9 @@
 // The virtio-net device against a simulated guest driver (rings in a plain
 // buffer) and a socketpair standing in for passt's end of the stream.
+import { readFromPeer } from '../helpers/net-peer.js';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { FakeVirtioDriver } from '../helpers/fake-virtio-driver.js';
-import { Poller, closeFd, readFd, setNonBlocking, writeFd } from '../../src/sys/io.js';
+import { Poller, closeFd, setNonBlocking, writeFd } from '../../src/sys/io.js';
 import { socketPair } from '../../src/sys/unix-socket.js';
 import { NET_HDR_SIZE, VIRTIO_NET_F_MRG_RXBUF, VirtioNetDevice } from '../../src/vmm/devices/net/virtio-net.js';
 import { lengthPrefix } from '../../src/vmm/devices/net/frame-stream.js';
@@ -83,16 +84,7 @@ function ethFrame(len: number, seed: number): Uint8Array {
 }
 
 /** Reads what the device sent to "passt" until `n` bytes arrived. */
-function readPeer(n: number): Uint8Array {
-  const out = new Uint8Array(n);
-  let got = 0;
-  for (let i = 0; i < 10000 && got < n; i++) {
-    poller.poll(0);
-    const k = readFd(peer, out.subarray(got));
-    if (k > 0) got += k;
-  }
-  return out.subarray(0, got);
-}
+const readPeer = (n: number): Uint8Array => readFromPeer(poller, peer, n);
 
 function writePeer(data: Uint8Array): void {
   let o = 0;

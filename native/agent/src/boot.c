@@ -333,36 +333,34 @@ static void mkdir_p(const char *path)
  * a later SETUP or RUN) mounts only what is still missing. */
 static int rootfs_mounted, binds_mounted;
 
-int boot_rootfs(char *err, size_t errlen)
+/* Mounts virtio-fs `tag` on `dir` (in the namespace test build: a bind of
+ * the directory the hook variable names); on failure, err says so. */
+static int mount_tag(const char *tag, const char *dir, const char *test_hook, char *err, size_t errlen)
 {
 	char e[128];
+	int r = hook(test_hook) ? mnt(hook(test_hook), dir, "none", MS_BIND, NULL)
+				: mnt(tag, dir, "virtiofs", 0, NULL);
+
+	if (r < 0)
+		snprintf(err, errlen, "mount virtiofs \"%s\" on %s: %s", tag, dir, errstr(-r, e, sizeof e));
+	return r;
+}
+
+int boot_rootfs(char *err, size_t errlen)
+{
 	int r;
 
 	if (!rootfs_mounted) {
 		mkdir_if_missing(ROOTFS_DIR);
-		if (hook("HUSK_TEST_ROOTFS"))
-			r = mnt(hook("HUSK_TEST_ROOTFS"), ROOTFS_DIR, "none", MS_BIND, NULL);
-		else
-			r = mnt(cfg.fs_tag, ROOTFS_DIR, "virtiofs", 0, NULL);
-		if (r < 0) {
-			snprintf(err, errlen, "mount virtiofs \"%s\" on %s: %s", cfg.fs_tag, ROOTFS_DIR,
-				 errstr(-r, e, sizeof e));
+		if ((r = mount_tag(cfg.fs_tag, ROOTFS_DIR, "HUSK_TEST_ROOTFS", err, errlen)) < 0)
 			return r;
-		}
 		rootfs_mounted = 1;
 	}
 	if (cfg.binds_tag[0] && !binds_mounted) {
 		/* Sources of the container's bind mounts (SETUP MOUNT type bind). */
 		mkdir_p(BINDS_DIR);
-		if (hook("HUSK_TEST_BINDS"))
-			r = mnt(hook("HUSK_TEST_BINDS"), BINDS_DIR, "none", MS_BIND, NULL);
-		else
-			r = mnt(cfg.binds_tag, BINDS_DIR, "virtiofs", 0, NULL);
-		if (r < 0) {
-			snprintf(err, errlen, "mount virtiofs \"%s\" on %s: %s", cfg.binds_tag, BINDS_DIR,
-				 errstr(-r, e, sizeof e));
+		if ((r = mount_tag(cfg.binds_tag, BINDS_DIR, "HUSK_TEST_BINDS", err, errlen)) < 0)
 			return r;
-		}
 		binds_mounted = 1;
 	}
 	return 0;

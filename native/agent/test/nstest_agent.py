@@ -278,10 +278,10 @@ def main():
     print("ok   PID 1 mode: rootfs mount failure -> ERROR id 0, power off")
     with open(os.path.join(ROOT, "tmp/console.log")) as f:
         log = f.read()
-    assert "husk-agent: ignoring invalid husk.port=x" in log, log
+    assert "ignoring invalid husk.port=x" in log, log
     assert "husk.fs=myfs husk.port=5001" in log, log
-    assert "husk-agent: send EXIT id=8" in log, log
-    assert "husk-agent: mount /no-such-rootfs on /rootfs (none): no such file or directory" in log, log
+    assert "send EXIT id=8" in log, log
+    assert "mount /no-such-rootfs on /rootfs (none): no such file or directory" in log, log
     if not os.environ.get("KEEP"):
         shutil.rmtree(ROOT, ignore_errors=True)
     print("nstest passed")

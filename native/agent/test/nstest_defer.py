@@ -159,7 +159,7 @@ def main():
     binds_failure()
     with open(os.path.join(ns.ROOT, "tmp/console.log")) as f:
         log = f.read()
-    assert "husk-agent: mount /late-rootfs on /rootfs (none): no such file or directory" in log, log
+    assert "mount /late-rootfs on /rootfs (none): no such file or directory" in log, log
     if not os.environ.get("KEEP"):
         shutil.rmtree(ns.ROOT, ignore_errors=True)
     print("nstest_defer passed")

@@ -1,0 +1,14 @@
+// An in-process virtio-mmio transport for device-host unit tests (the kvm
+// engine's wiring without a VM): fresh eventfds, recorded in `fds` so the
+// test can close them.
+import { MmioState } from '../../src/vmm/virtio/mmio.js';
+import type { MmioWorkerTransport } from '../../src/vmm/virtio/mmio-backend.js';
+import { eventfd } from '../../src/sys/io.js';
+
+export function mmioTransport(memFd: number, memSize: number, queues: number, fds: number[]): MmioWorkerTransport {
+  const kickFds = Array.from({ length: queues }, () => eventfd());
+  const callFd = eventfd();
+  const changeFd = eventfd();
+  fds.push(...kickFds, callFd, changeFd);
+  return { kind: 'mmio', state: new MmioState().sab, memFd, memRegions: [{ gpa: 0, size: memSize, offset: 0 }], kickFds, callFd, changeFd };
+}
