@@ -80,6 +80,17 @@ describe('pool entries', () => {
   });
 });
 
+describe('pool VM start', () => {
+  it('ends at once, leaving nothing, where no pool is or the pool is drained', async () => {
+    const { poolVm } = await import('../../src/runtime/pool/pool-vm.js');
+    expect(await poolVm({ root, debug: false })).toBe(0);
+    expect(fs.readdirSync(root)).toEqual([]);
+    writePoolConfig(root, { size: 0, idleSeconds: 0 });
+    expect(await poolVm({ root, debug: false })).toBe(0);
+    expect(fs.readdirSync(poolDir(root))).toEqual(['config.json']);
+  });
+});
+
 describe('claim request', () => {
   const good = { v: 1, root: '/run/husk', id: 'c1', thinPid: 1234 };
   it('accepts a well-formed line with exactly its fds', () => {

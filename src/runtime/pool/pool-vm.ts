@@ -63,7 +63,9 @@ export const SUCCESSOR_DELAY_SECONDS = 1;
 
 export async function poolVm(o: { root: string; debug: boolean }): Promise<number> {
   const pdir = poolDir(o.root);
-  fs.mkdirSync(pdir, { recursive: true, mode: 0o700 });
+  // Only into a pool that is there and wants VMs: a successor that wakes after a drain (or
+  // after its state root was removed) ends without leaving anything behind.
+  if (!fs.existsSync(pdir) || readPoolConfig(o.root).size === 0) return 0;
   const entryDir = fs.mkdtempSync(path.join(pdir, 'e-'));
   const socketDir = entrySocketDir(entryDir);
   // One log for the VM's whole life: the entry's until a container claims it, then the container's.
