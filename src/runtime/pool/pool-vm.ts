@@ -73,6 +73,7 @@ export async function poolVm(o: { root: string; debug: boolean }): Promise<numbe
   const log = (msg: string) => daemonLog(logTo.dir)(msg);
   const removeEntry = () => {
     fs.rmSync(entryDir, { recursive: true, force: true });
+    fs.rmSync(socketDir, { recursive: true, force: true });
   };
   process.on('uncaughtException', (err) => { log(`fatal: ${err.stack ?? err.message}`); removeEntry(); process.exit(255); });
 
