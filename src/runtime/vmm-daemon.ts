@@ -41,7 +41,6 @@ export interface DaemonOptions {
   preserveFds?: number;
 }
 
-
 export type CreateStatus = { ok: true } | { ok: false; error: string };
 
 /** Where the container meets the host: differs between a VMM of its own and a pooled one. */
@@ -78,7 +77,8 @@ export async function vmmDaemon(o: DaemonOptions): Promise<number> {
   return runContainer(o, log, {
     pid: process.pid,
     pidStartTime: processStartTime(process.pid),
-    stdin: process.stdin,
+    // Read only from start on: Node makes process.stdin when first asked for.
+    get stdin() { return process.stdin; },
     stdout: process.stdout,
     stderr: process.stderr,
     sandbox: (bundle, dir, l, onNetworkLost) => Sandbox.boot({ stateDir: dir, socketDir: socketDirOf(o.root, o.id), bundle, log: l, debug: o.debug, setup: true, onNetworkLost }),

@@ -1,6 +1,6 @@
 // `create` on a pooled VM: win an entry, start the thin process that will
 // be the container's pid, and hand the entry the container (its stdio and
-// the thin process's channel go as fds). Also keeps the pool filled.
+// the thin process's channel go as fds), and start pool VMMs (fill, successors).
 import path from 'node:path';
 import { spawn } from 'node:child_process';
 import type { Spec } from '../../oci/spec.js';

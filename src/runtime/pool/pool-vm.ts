@@ -1,4 +1,5 @@
-// A pooled VMM (`husk pool-vm`, started by `create` or `husk pool fill`):
+// A pooled VMM (`husk pool-vm`, started by `husk pool fill` or by the VMM
+// of the entry a container just claimed, never by `create`):
 // boots a VM of the default size to its agent's HELLO, with nothing mounted
 // and no network attached, and waits as a pool entry (pool-store.ts). The
 // `create` that claims it hands over the container (claim-request.ts): the
@@ -6,7 +7,8 @@
 // there it is the container's VMM (vmm-daemon.ts runContainer), except that
 // the pid clients know is the thin process, a descendant of that `create`
 // (clients reap it; they could not reap this process), which takes the exit
-// status from here. An entry nobody claims powers off after idleSeconds.
+// status from here. With an idle timeout set, an entry nobody claims for
+// that long powers off.
 import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
@@ -52,7 +54,6 @@ function renice(pid: number, nice: number): void {
 const CLAIM_CONNECT_MS = 10_000;
 
 interface Claim { request: ClaimRequest; fds: number[]; reply: (s: CreateStatus & { decline?: boolean }) => void }
-
 
 /**
  * How long a claimed VM's successor waits before it starts: a boot (~0.4 s
