@@ -38,8 +38,6 @@ export interface SandboxOptions {
   socketDir: string;
   bundle: Bundle;
   log: (msg: string) => void;
-  /** for a pooled VM: its size, which no bundle gives yet */
-  size?: MachineSize;
   debug?: boolean;
   /** send the bundle's mounts/hostname/... to the agent (needs an agent with extension A) */
   setup?: boolean;
@@ -47,11 +45,14 @@ export interface SandboxOptions {
   onNetworkLost?: (msg: string) => void;
 }
 
+/** What a sandbox keeps of its options once it runs. */
+type Kept = Pick<SandboxOptions, 'stateDir' | 'socketDir' | 'log'>;
+
 export class Sandbox {
   readonly vm: Vm;
   readonly agent: AgentConnection;
   private readonly agentServer: net.Server;
-  private readonly opts: SandboxOptions;
+  private readonly opts: Kept;
   private stopped?: Promise<void>;
   /** passt and the guest's eth0 (undefined: only lo) */
   private guestNet?: GuestNet;
@@ -59,7 +60,7 @@ export class Sandbox {
   private pendingNet?: { plan: NetworkPlan; wire: PasstWire; stateDir: string };
   get net(): GuestNet | undefined { return this.guestNet; }
 
-  private constructor(vm: Vm, agent: AgentConnection, agentServer: net.Server, opts: SandboxOptions, guestNet: GuestNet | undefined) {
+  private constructor(vm: Vm, agent: AgentConnection, agentServer: net.Server, opts: Kept, guestNet: GuestNet | undefined) {
     this.vm = vm;
     this.guestNet = guestNet;
     this.agent = agent;
@@ -144,7 +145,7 @@ export class Sandbox {
    * A VM for the pool: booted to the agent's HELLO with no container yet. Its
    * file systems have no host directory and its network no passt until
    * claim(); the agent mounts nothing before the container's SETUP
-   * (husk.defer_root). `opts.bundle` is unused.
+   * (husk.defer_root).
    */
   static async bootPooled(opts: Omit<SandboxOptions, 'bundle' | 'setup'> & { size: MachineSize }): Promise<Sandbox> {
     const { log } = opts;
@@ -178,7 +179,7 @@ export class Sandbox {
       if (!(features & FEATURE_DEFER_ROOT) || !(features & FEATURE_NET) || !agent.extended) {
         throw new SandboxError('the guest agent cannot serve a pooled VM (FEATURES bits 0, 3 and 6 needed)');
       }
-      return new Sandbox(vm, agent, agentServer, { ...opts, bundle: undefined as never }, undefined);
+      return new Sandbox(vm, agent, agentServer, opts, undefined);
     } catch (err) {
       if (vm) await vm.stop(0);
       agentServer.close();

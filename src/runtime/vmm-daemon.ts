@@ -10,7 +10,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type net from 'node:net';
-import { loadBundle } from '../oci/bundle.js';
+import { loadBundle, type Bundle } from '../oci/bundle.js';
 import { containerDir, publicState, stateFile, writeState, type ContainerState } from './state.js';
 import { runCreateHooks, runGuestHooks, runHooks } from './hooks.js';
 import type { Hooks, Mount } from '../oci/spec.js';
@@ -27,7 +27,6 @@ import { execsSettled, serveExec } from './exec-server.js';
 import { relayFds } from './fd-relay.js';
 import { MsgType } from '../agent/protocol.js';
 import type { ContainerView } from './container-view/container-view.js';
-import type { Bundle } from '../oci/bundle.js';
 import { RELAYED } from './pool/thin-channel.js';
 
 export interface DaemonOptions {
@@ -43,6 +42,16 @@ export interface DaemonOptions {
 
 export type CreateStatus = { ok: true } | { ok: false; error: string };
 
+export interface SandboxRequest {
+  bundle: Bundle;
+  /** the container's state directory and its socket directory (state.husk.socketDir) */
+  dir: string;
+  socketDir: string;
+  onNetworkLost: (msg: string) => void;
+  /** host work that can overlap the guest's SETUP (called at most once) */
+  duringSetup: () => void;
+}
+
 /** Where the container meets the host: differs between a VMM of its own and a pooled one. */
 export interface ContainerSide {
   /** the pid clients know (pid file, state), and its start time */
@@ -54,7 +63,7 @@ export interface ContainerSide {
   stdout: NodeJS.WritableStream;
   stderr: NodeJS.WritableStream;
   /** the VM with its agent, ready for SETUP/RUN of this bundle */
-  sandbox(bundle: Bundle, dir: string, log: (m: string) => void, onNetworkLost: (m: string) => void, duringSetup: () => void): Promise<Sandbox>;
+  sandbox(c: SandboxRequest): Promise<Sandbox>;
   /** tells `create` how it went (once) */
   report(status: CreateStatus): void;
   /** calls `relay` with each signal sent to the container's pid */
@@ -81,7 +90,7 @@ export async function vmmDaemon(o: DaemonOptions): Promise<number> {
     get stdin() { return process.stdin; },
     stdout: process.stdout,
     stderr: process.stderr,
-    sandbox: (bundle, dir, l, onNetworkLost) => Sandbox.boot({ stateDir: dir, socketDir: socketDirOf(o.root, o.id), bundle, log: l, debug: o.debug, setup: true, onNetworkLost }),
+    sandbox: (c) => Sandbox.boot({ stateDir: c.dir, socketDir: c.socketDir, bundle: c.bundle, log, debug: o.debug, setup: true, onNetworkLost: c.onNetworkLost }),
     report(status) {
       if (reported) return;
       reported = true;
@@ -99,17 +108,11 @@ export function daemonLog(dir: string): (msg: string) => void {
   };
 }
 
-function socketDirOf(root: string, id: string): string {
-  const st = JSON.parse(fs.readFileSync(stateFile(containerDir(root, id)), 'utf8')) as ContainerState;
-  return st.husk.socketDir;
-}
-
 /** The container's life in its VM, from SETUP to its exit status; `side` is how it meets the host. */
 export async function runContainer(o: Pick<DaemonOptions, 'root' | 'id' | 'consoleSocket' | 'preserveFds'>, log: (msg: string) => void, side: ContainerSide): Promise<number> {
   const dir = containerDir(o.root, o.id);
   // The container's stdio may go away (its reader exits): that is the container's business, not a crash.
   for (const s of [side.stdout, side.stderr]) (s as NodeJS.WritableStream & { on(e: 'error', f: (e: Error) => void): void }).on('error', (e) => log(`container stdio: ${e.message}`));
-  const report = (status: CreateStatus) => side.report(status);
 
   let state = JSON.parse(fs.readFileSync(stateFile(dir), 'utf8')) as ContainerState;
   const save = (patch: Partial<ContainerState>, husk: Partial<ContainerState['husk']> = {}) => {
@@ -131,7 +134,7 @@ export async function runContainer(o: Pick<DaemonOptions, 'root' | 'id' | 'conso
     // The process spec (seccomp compiled) is built while the guest works on SETUP when the side can say when.
     let built: ReturnType<typeof processSpec> | undefined;
     const build = () => (built ??= processSpec(spec.process!, { stdin: !spec.process!.terminal, seccomp: bundle.seccomp, log }));
-    sandbox = await side.sandbox(bundle, dir, log, (msg) => save({}, { networkError: msg }), build);
+    sandbox = await side.sandbox({ bundle, dir, socketDir: state.husk.socketDir, onNetworkLost: (msg) => save({}, { networkError: msg }), duringSetup: build });
     const proc = build();
     if (o.preserveFds) {
       if (!sandbox.agent.execCapable) throw new Error('the guest agent cannot relay preserved fds (no protocol extension B)');
@@ -171,7 +174,7 @@ export async function runContainer(o: Pick<DaemonOptions, 'root' | 'id' | 'conso
     control = await serveControl(controlSocketPath(state.husk.socketDir), (req) => handleControl(req, running, spec.hooks),
       (req, sock, rest) => serveExec(execCtx, req, sock, rest));
     save({ status: 'created' });
-    report({ ok: true });
+    side.report({ ok: true });
     // Loaded while the container waits for start, which enters it.
     viewModule = import('./container-view/container-view.js');
     side.onSignal((signo) => { try { running.signal(signo); } catch { /* gone */ } });
@@ -189,7 +192,7 @@ export async function runContainer(o: Pick<DaemonOptions, 'root' | 'id' | 'conso
   } catch (e) {
     const msg = e instanceof Error ? e.message : String(e);
     log(`create failed: ${msg}`);
-    report({ ok: false, error: msg });
+    side.report({ ok: false, error: msg });
     if (state.status !== 'creating') save({ status: 'stopped' }, { exitStatus: 255 });
     return 255;
   } finally {

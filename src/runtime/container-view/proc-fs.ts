@@ -12,6 +12,7 @@ import { Request, Reply, BadRequest } from '../../vmm/devices/fs/fuse-io.js';
 import {
   FUSE_KERNEL_VERSION, FUSE_ROOT_ID, INIT_IN_MIN_SIZE, INIT_OUT_SIZE, Op, READ_IN_SIZE, STATFS_OUT_SIZE,
   FOPEN_DIRECT_IO, attrOut, entryOut, openOut, timeoutFromSeconds, writeDirent, align8, DIRENT_HEADER_SIZE,
+  DT_DIR, DT_LNK, DT_REG,
 } from '../../vmm/devices/fs/fuse-protocol.js';
 import { S_IFDIR, S_IFLNK, S_IFREG, type Stat } from '../../sys/fsops.js';
 import { SysError } from '../../sys/libc.js';
@@ -23,10 +24,6 @@ const OUR_MINOR = 31;
 const MAX_HANDLES = 1024;
 /** Nothing is cached by the kernel: every lookup sees the newest snapshot. */
 const NO_CACHE = timeoutFromSeconds(0);
-
-const DT_DIR = 4;
-const DT_REG = 8;
-const DT_LNK = 10;
 
 // Node ids: 1 root, 2.. top files; a process owns 8 ids from pidNode(pid, 0).
 const TOP_BASE = 2;

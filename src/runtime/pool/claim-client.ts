@@ -66,10 +66,10 @@ function pooledKey(o: PooledCreate): string | undefined {
  * Creates the container on a pooled VM and returns the pid for the pid file,
  * or undefined when the pool has nothing for it (create boots a VM of its
  * own). Throws PooledCreateError with the VMM's message when the pooled VM
- * failed to create the container.
+ * failed to create the container. For a root whose pool has a size (create
+ * checks before it loads this module).
  */
 export async function createOnPooledVm(o: PooledCreate): Promise<number | undefined> {
-  if (readPoolConfig(o.root).size === 0) return undefined;
   const key = pooledKey(o);
   const entry = key ? claimEntry(o.root, key) : undefined;
   if (!entry) return undefined;

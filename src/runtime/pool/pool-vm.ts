@@ -254,8 +254,6 @@ async function serveClaim({ root, debug }: { root: string; debug: boolean }, ent
   const dir = containerDir(root, request.id);
   // From here this VMM is the container's, at the container's priority.
   const log = daemonLog(dir);
-  const state = JSON.parse(fs.readFileSync(stateFile(dir), 'utf8')) as ContainerState;
-  fs.mkdirSync(state.husk.socketDir, { recursive: true, mode: 0o700 });
   renice(process.pid, 0);
   renice(sandbox.vm.engine.pid, 0);
   try {
@@ -290,10 +288,12 @@ async function serveClaim({ root, debug }: { root: string; debug: boolean }, ent
     get stdin() { return (stdin ??= stdinClosed ? Readable.from([]) : readableFd(stdinFd)); },
     stdout,
     stderr,
-    async sandbox(bundle, cdir, l, onNetworkLost, duringSetup) {
-      networkLost = onNetworkLost;
+    async sandbox(c) {
+      networkLost = c.onNetworkLost;
       try {
-        await sandbox.claim(bundle, cdir, accepted.netPlan, duringSetup);
+        // The container's socket dir holds only its control socket: the VM's sockets are the entry's.
+        fs.mkdirSync(c.socketDir, { recursive: true, mode: 0o700 });
+        await sandbox.claim(c.bundle, c.dir, accepted.netPlan, c.duringSetup);
       } catch (err) {
         // Not handed over: runContainer stops only a sandbox it got.
         await sandbox.stop(0, false);

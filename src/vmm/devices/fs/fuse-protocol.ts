@@ -9,6 +9,10 @@ export const FUSE_OUR_MINOR = 36;
 /** Oldest kernel minor we accept: struct sizes below are stable from here on. */
 export const FUSE_MIN_MINOR = 31;
 export const FUSE_ROOT_ID = 1;
+/** d_type of a READDIR entry (the S_IFMT bits of its mode >> 12). */
+export const DT_DIR = 4;
+export const DT_REG = 8;
+export const DT_LNK = 10;
 
 export const Op = {
   LOOKUP: 1,

@@ -13,7 +13,7 @@ import {
 } from '../../../sys/fsops.js';
 import type { Reply, Request } from './fuse-io.js';
 import {
-  DIRENT_HEADER_SIZE, ENTRY_OUT_SIZE, READ_IN_SIZE, STATFS_OUT_SIZE, align8, writeDirent, writeEntryOut,
+  DIRENT_HEADER_SIZE, DT_DIR, ENTRY_OUT_SIZE, READ_IN_SIZE, STATFS_OUT_SIZE, align8, writeDirent, writeEntryOut,
 } from './fuse-protocol.js';
 import { E, fail, type FsContext, type OpResult, type SyntheticRoot } from './fs-context.js';
 import type { Export, Inode, InodeTable } from './inode-table.js';
@@ -32,7 +32,6 @@ export interface ExportSpec {
  */
 export const SYNTHETIC_ROOT_INO = 0x7fff_ffff_ffff_fff0n;
 const NAME_MAX = 255;
-const DT_DIR = 4;
 
 /** Throws a descriptive Error unless every export name can be a directory entry, once. */
 export function validateExportNames(specs: readonly ExportSpec[]): void {
