@@ -17,8 +17,14 @@
 //  - request latency: TCP connect + HTTP GET of a small page from `httpd`
 //    in the container (passt accepts on the container's behalf, so a bare
 //    connect() would not reach the guest: a request-response does).
+// Throughput samples alternate between runc and husk (runc, husk, runc, ...):
+// the machine is shared and its speed drifts, and a runtime measured in one
+// block would meet a different machine than the other.
 // Prints JSON medians (BENCH_RUNS, default 5; BENCH_NET_REQUESTS latency
-// samples, default 50) and husk/runc ratios.
+// samples, default 50) and husk/runc ratios. For profiling one part:
+// BENCH_NET_ONLY=h2c|c2h|latency (comma-separated) runs only those parts,
+// BENCH_NET_RUNTIMES=husk (or runc) only that runtime; the JSON then holds
+// what ran, and the ratio and goal only when both runtimes ran every part.
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import http from 'node:http';
@@ -40,6 +46,8 @@ const SUBNET_OCTET = 150 + (process.pid % 50);
 const SINK_PORT = 5001;
 const TOOL = process.env.BENCH_NET_TOOL ?? 'netbench';
 const NETBENCH = path.join(projectRoot(), 'native/netbench/build/netbench');
+const PARTS = new Set((process.env.BENCH_NET_ONLY ?? 'h2c,c2h,latency').split(','));
+const RUNTIMES = (process.env.BENCH_NET_RUNTIMES ?? 'runc,husk').split(',');
 
 interface Done { code: number | null; stdout: string; stderr: string }
 
@@ -114,51 +122,45 @@ async function streamTo(ip: string, bytes: number): Promise<number | undefined> 
   });
 }
 
-async function hostToContainer(pm: Pm, runtime: string): Promise<number[]> {
-  const mbps: number[] = [];
-  for (let i = 0; i < RUNS; i++) {
-    // nc: stdin kept open, busybox nc ends on the network's EOF, not on its stdin's.
-    const c = await startContainer(pm, runtime, TOOL === 'nc' ? `sleep 100000 | nc -l -p ${SINK_PORT} | wc -c` : `exec netbench sink ${SINK_PORT}`);
-    let ms: number | undefined;
-    for (let tries = 0; tries < 200 && ms === undefined; tries++) {
-      // Probe with a tiny stream first so the timed one meets a listening nc.
-      ms = await streamTo(c.ip, MIB * 1024 * 1024);
-      if (ms === undefined) await sleep(200);
-    }
-    if (ms === undefined) throw new Error(`${runtime}: the container never accepted`);
-    // Count what the container read: a sink that closed early would time nothing.
-    let count = '';
-    for (let k = 0; k < 100 && !count; k++) {
-      count = (await pm(['logs', c.id])).stdout.trim();
-      if (!count) await sleep(100);
-    }
-    await pm(['rm', '-f', '-t', '0', c.id]);
-    if (Number(count) !== MIB * 1024 * 1024) throw new Error(`${runtime}: the container read ${count || 'nothing'} of ${MIB * 1024 * 1024} bytes`);
-    mbps.push((MIB * 8 * 1.048576) / (ms / 1000));
+/** One host -> container sample, in Mbit/s. */
+async function hostToContainer(pm: Pm, runtime: string): Promise<number> {
+  // nc: stdin kept open, busybox nc ends on the network's EOF, not on its stdin's.
+  const c = await startContainer(pm, runtime, TOOL === 'nc' ? `sleep 100000 | nc -l -p ${SINK_PORT} | wc -c` : `exec netbench sink ${SINK_PORT}`);
+  let ms: number | undefined;
+  for (let tries = 0; tries < 200 && ms === undefined; tries++) {
+    // A refused or reset stream means the sink is not listening yet: try again.
+    ms = await streamTo(c.ip, MIB * 1024 * 1024);
+    if (ms === undefined) await sleep(200);
   }
-  return mbps;
+  if (ms === undefined) throw new Error(`${runtime}: the container never accepted`);
+  // Count what the container read: a sink that closed early would time nothing.
+  let count = '';
+  for (let k = 0; k < 100 && !count; k++) {
+    count = (await pm(['logs', c.id])).stdout.trim();
+    if (!count) await sleep(100);
+  }
+  await pm(['rm', '-f', '-t', '0', c.id]);
+  if (Number(count) !== MIB * 1024 * 1024) throw new Error(`${runtime}: the container read ${count || 'nothing'} of ${MIB * 1024 * 1024} bytes`);
+  return (MIB * 8 * 1.048576) / (ms / 1000);
 }
 
-async function containerToHost(pm: Pm, runtime: string, gateway: string): Promise<number[]> {
-  const mbps: number[] = [];
-  for (let i = 0; i < RUNS; i++) {
-    const got = Promise.withResolvers<number>();
-    const server = net.createServer((s) => {
-      let first = 0;
-      let n = 0;
-      s.on('data', (d) => { if (!first) first = performance.now(); n += d.byteLength; });
-      s.on('end', () => { s.end(); if (n === MIB * 1024 * 1024) got.resolve(performance.now() - first); else got.reject(new Error(`${runtime}: got ${n} bytes`)); });
-    });
-    await new Promise<void>((resolve, reject) => { server.once('error', reject); server.listen(0, gateway, resolve); });
-    const port = (server.address() as net.AddressInfo).port;
-    const r = await pm(['run', '--rm', '--runtime', runtime, '--network', NET, IMAGE, 'sh', '-c',
-      TOOL === 'nc' ? `dd if=/dev/zero bs=65536 count=${MIB * 16} 2>/dev/null | nc ${gateway} ${port}` : `exec netbench source ${gateway} ${port} ${MIB * 1024 * 1024}`]);
-    server.close();
-    if (r.code !== 0) throw new Error(`${runtime}: container -> host: exit ${r.code}: ${r.stderr.trim()}`);
-    const ms = await got.promise;
-    mbps.push((MIB * 8 * 1.048576) / (ms / 1000));
-  }
-  return mbps;
+/** One container -> host sample, in Mbit/s. */
+async function containerToHost(pm: Pm, runtime: string, gateway: string): Promise<number> {
+  const got = Promise.withResolvers<number>();
+  const server = net.createServer((s) => {
+    let first = 0;
+    let n = 0;
+    s.on('data', (d) => { if (!first) first = performance.now(); n += d.byteLength; });
+    s.on('end', () => { s.end(); if (n === MIB * 1024 * 1024) got.resolve(performance.now() - first); else got.reject(new Error(`${runtime}: got ${n} bytes`)); });
+  });
+  await new Promise<void>((resolve, reject) => { server.once('error', reject); server.listen(0, gateway, resolve); });
+  const port = (server.address() as net.AddressInfo).port;
+  const r = await pm(['run', '--rm', '--runtime', runtime, '--network', NET, IMAGE, 'sh', '-c',
+    TOOL === 'nc' ? `dd if=/dev/zero bs=65536 count=${MIB * 16} 2>/dev/null | nc ${gateway} ${port}` : `exec netbench source ${gateway} ${port} ${MIB * 1024 * 1024}`]);
+  server.close();
+  if (r.code !== 0) throw new Error(`${runtime}: container -> host: exit ${r.code}: ${r.stderr.trim()}`);
+  const ms = await got.promise;
+  return (MIB * 8 * 1.048576) / (ms / 1000);
 }
 
 function get(url: string, agent: http.Agent): Promise<boolean> {
@@ -186,36 +188,51 @@ async function requestLatency(pm: Pm, runtime: string): Promise<number[]> {
 
 async function main(): Promise<void> {
   if (TOOL !== 'netbench' && TOOL !== 'nc') throw new Error(`BENCH_NET_TOOL must be netbench or nc, not ${TOOL}`);
+  for (const p of PARTS) if (!['h2c', 'c2h', 'latency'].includes(p)) throw new Error(`BENCH_NET_ONLY: unknown part ${p} (h2c, c2h, latency)`);
+  for (const rt of RUNTIMES) if (rt !== 'husk' && rt !== 'runc') throw new Error(`BENCH_NET_RUNTIMES: unknown runtime ${rt} (husk, runc)`);
   const work = fs.mkdtempSync(path.join(os.tmpdir(), 'husk-bench-net-'));
   let pm: Pm | undefined;
   try {
     pm = await setup(work);
     const gateway = `10.213.${SUBNET_OCTET}.1`;
     const result: Record<string, Record<string, number>> = {};
-    for (const runtime of ['runc', 'husk']) {
-      // The bridge (and the gateway address) exists once a container is attached.
-      const keep = await startContainer(pm, runtime, 'exec sleep 100000');
-      const h2c = await hostToContainer(pm, runtime);
-      const c2h = await containerToHost(pm, runtime, gateway);
-      const lat = await requestLatency(pm, runtime);
-      await pm(['rm', '-f', '-t', '0', keep.id]);
-      result[runtime] = {
-        hostToContainerMbps: round(median(h2c)),
-        containerToHostMbps: round(median(c2h)),
-        requestLatencyMs: round(median(lat), 2),
-      };
+    const samples: Record<string, number[]> = {};
+    // Samples alternate between the runtimes (runc, husk, runc, husk, ...) so that both
+    // meet the same moments of a noisy machine; the bridge (and the gateway
+    // address) exists once a container is attached.
+    const keep = await Promise.all(RUNTIMES.map((rt) => startContainer(pm!, rt, 'exec sleep 100000')));
+    const parts: [string, string, (rt: string) => Promise<number>][] = [
+      ['h2c', 'hostToContainerMbps', (rt) => hostToContainer(pm!, rt)],
+      ['c2h', 'containerToHostMbps', (rt) => containerToHost(pm!, rt, gateway)],
+    ];
+    for (const [part, key, measure] of parts) {
+      if (!PARTS.has(part)) continue;
+      for (let i = 0; i < RUNS; i++) {
+        for (const rt of RUNTIMES) (samples[`${rt}.${key}`] ??= []).push(round(await measure(rt)));
+      }
     }
-    const h = result.husk!;
-    const r = result.runc!;
+    for (const rt of RUNTIMES) {
+      const r: Record<string, number> = {};
+      for (const [, key] of parts) if (samples[`${rt}.${key}`]) r[key] = round(median(samples[`${rt}.${key}`]!));
+      if (PARTS.has('latency')) r.requestLatencyMs = round(median(await requestLatency(pm, rt)), 2);
+      result[rt] = r;
+    }
+    for (const k of keep) await pm(['rm', '-f', '-t', '0', k.id]);
+    const h = result.husk;
+    const r = result.runc;
+    const complete = h && r && ['h2c', 'c2h', 'latency'].every((p) => PARTS.has(p));
     printJson({
       runs: RUNS, mib: MIB, requests: REQUESTS, engine: 'tcg', network: 'podman bridge', tool: TOOL === 'nc' ? 'busybox nc' : 'netbench (1 MiB buffers)',
-      husk: h, runc: r,
-      ratio: {
-        hostToContainer: round(h.hostToContainerMbps! / r.hostToContainerMbps!, 3),
-        containerToHost: round(h.containerToHostMbps! / r.containerToHostMbps!, 3),
-        requestLatency: round(h.requestLatencyMs! / r.requestLatencyMs!, 2),
-      },
-      goal: { text: 'TCP throughput at least 30% of runc (ratio >= 0.3 both ways)', met: h.hostToContainerMbps! / r.hostToContainerMbps! >= 0.3 && h.containerToHostMbps! / r.containerToHostMbps! >= 0.3 },
+      ...result,
+      ...(complete ? {
+        ratio: {
+          hostToContainer: round(h.hostToContainerMbps! / r.hostToContainerMbps!, 3),
+          containerToHost: round(h.containerToHostMbps! / r.containerToHostMbps!, 3),
+          requestLatency: round(h.requestLatencyMs! / r.requestLatencyMs!, 2),
+        },
+        goal: { text: 'TCP throughput at least 30% of runc (ratio >= 0.3 both ways)', met: h.hostToContainerMbps! / r.hostToContainerMbps! >= 0.3 && h.containerToHostMbps! / r.containerToHostMbps! >= 0.3 },
+      } : {}),
+      samples,
     });
   } finally {
     if (pm) {
