@@ -298,10 +298,14 @@ function l4Valid(f: Uint8Array): boolean {
 describe('checksum offload: header checks and arithmetic', () => {
   it('the fast sum equals the RFC 1071 sum for every length and alignment', () => {
     const data = ethFrame(70000, 42);
-    for (const [off, len] of [[0, 0], [0, 1], [1, 3], [3, 7], [2, 65535], [1, 65536], [0, 69999]] as const) {
+    // byteOffset 0 and 2 mod 4 take the 32-bit path, odd ones the byte path.
+    for (const [off, len] of [[0, 0], [0, 1], [1, 3], [3, 7], [2, 65535], [1, 65536], [0, 69999], [34, 65486], [6, 5], [4, 65537]] as const) {
       const b = data.subarray(off, off + len);
       expect(fold(onesSum(b))).toBe(refSum(b));
     }
+    // All ones: the largest partial sums.
+    const ff = new Uint8Array(65540).fill(0xff);
+    for (const off of [0, 2, 3]) expect(fold(onesSum(ff.subarray(off)))).toBe(refSum(ff.subarray(off)));
   });
 
   it('completes partial TCP and UDP checksums into valid ones (odd lengths too)', () => {

@@ -44,15 +44,42 @@ export function txOffload(hdr: Uint8Array, frameLen: number, csumNegotiated: boo
   return { start, offset };
 }
 
+const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+
 /** One's-complement sum of `b` as big-endian 16-bit words (odd tail padded), not folded. */
 export function onesSum(b: Uint8Array): number {
-  const v = new DataView(b.buffer, b.byteOffset, b.byteLength);
   const n = b.byteLength;
-  // Two 32-bit halves added separately never exceed 2^53 for frames this small.
+  let i = 0;
+  let sum = 0;
+  // Word-aligned start (an even offset that is not a multiple of 4: one word first).
+  if (b.byteOffset & 1) return onesSumBytes(b);
+  if (b.byteOffset & 2 && n >= 2) { sum += (b[0]! << 8) | b[1]!; i = 2; }
+  // The bulk as native (little-endian) 32-bit loads: a one's-complement sum is
+  // independent of byte order up to swapping the folded result (RFC 1071 §2(B)).
+  // Each half is at most 0xffff, so the two running sums stay exact far beyond any frame.
+  const words = (n - i) >>> 2;
+  if (words > 0) {
+    const u32 = new Uint32Array(b.buffer, b.byteOffset + i, words);
+    let lo = 0;
+    let hi = 0;
+    for (let k = 0; k < words; k++) {
+      const w = u32[k]!;
+      lo += w & 0xffff;
+      hi += w >>> 16;
+    }
+    const native = fold(lo + hi);
+    sum += LITTLE_ENDIAN ? ((native & 0xff) << 8) | (native >>> 8) : native;
+    i += words * 4;
+  }
+  return sum + onesSumBytes(b.subarray(i));
+}
+
+/** onesSum one byte pair at a time (any alignment; the short head and tail of a frame). */
+function onesSumBytes(b: Uint8Array): number {
+  const n = b.byteLength;
   let sum = 0;
   let i = 0;
-  for (; i + 4 <= n; i += 4) sum += v.getUint32(i);
-  if (i + 2 <= n) { sum += v.getUint16(i); i += 2; }
+  for (; i + 2 <= n; i += 2) sum += (b[i]! << 8) | b[i + 1]!;
   if (i < n) sum += b[i]! << 8;
   return sum;
 }
