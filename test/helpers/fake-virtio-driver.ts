@@ -67,6 +67,11 @@ export class FakeVirtioDriver {
     return head;
   }
 
+  /** The used ring's flags of queue `q` (1: the device asks for no kicks). */
+  usedFlags(q: number): number {
+    return this.v.getUint16(this.rings[q]!.used, true);
+  }
+
   /** The chains the device completed on queue `q` since the last call. */
   used(q: number): { head: number; len: number }[] {
     const { used } = this.rings[q]!;

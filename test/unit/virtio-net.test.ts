@@ -218,6 +218,36 @@ describe('virtio-net device', () => {
     expect(Buffer.from(frames[0]!)).toEqual(Buffer.from(f));
   });
 
+  it('asks for no TX kicks while it works through the queue, and for kicks again once it is drained', () => {
+    drv.sendFrame(ethFrame(60, 1));
+    dev.notify(1);
+    expect(drv.usedFlags(1)).toBe(0);
+    // passt lags: 24 frames of 64 KiB exceed what the device holds for it; it stops
+    // taking chains and the guest need not kick (passt's EPOLLOUT resumes the queue).
+    for (let i = 0; i < 24; i++) drv.sendFrame(ethFrame(MTU + 14, i));
+    dev.notify(1);
+    expect(drv.used(1).length).toBeLessThan(25);
+    expect(drv.usedFlags(1)).toBe(1);
+    readPeer(4 + 60 + 24 * (4 + MTU + 14));
+    expect(drv.used(1).length).toBeGreaterThan(0);
+    expect(drv.usedFlags(1)).toBe(0);
+  });
+
+  it('takes RX kicks only while it waits for buffers, and does not miss buffers posted meanwhile', () => {
+    const f = ethFrame(1514, 8);
+    drv.giveRx(4, 2048);
+    writePeer(Buffer.concat([lengthPrefix(f.byteLength), f]));
+    expect(drv.received()).toHaveLength(1);
+    expect(drv.usedFlags(0)).toBe(1); // buffers to spare
+    // Four frames for the three buffers left: the device runs out and wants kicks again.
+    writePeer(Buffer.concat(Array.from({ length: 4 }, () => [lengthPrefix(f.byteLength), f]).flat()));
+    expect(drv.received()).toHaveLength(3);
+    expect(drv.usedFlags(0)).toBe(0);
+    drv.giveRx(1, 2048);
+    dev.notify(0);
+    expect(drv.received()).toHaveLength(1);
+  });
+
   it('a length beyond any frame from passt takes the link down without crashing', () => {
     drv.giveRx(4, 4096);
     dev.notify(0);

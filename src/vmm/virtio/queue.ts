@@ -7,6 +7,7 @@ const VIRTQ_DESC_F_NEXT = 1;
 const VIRTQ_DESC_F_WRITE = 2;
 const VIRTQ_DESC_F_INDIRECT = 4;
 const VIRTQ_AVAIL_F_NO_INTERRUPT = 1;
+const VIRTQ_USED_F_NO_NOTIFY = 1;
 /** Upper bound for the bytes of one chain (guards against absurd chains). */
 const MAX_CHAIN_BYTES = 64 * 1024 * 1024;
 
@@ -91,15 +92,17 @@ export class Virtqueue {
       if (idx >= tableSize) throw new QueueError(`descriptor index ${idx} out of range`);
       if (++seen > tableSize) throw new QueueError('descriptor chain loops');
       const o = idx * 16;
-      const addr = table.getBigUint64(o, true);
+      // Two 32-bit halves, not getBigUint64: a BigInt per descriptor is garbage on the hot path.
+      const addrHigh = table.getUint32(o + 4, true);
+      if (addrHigh > 0x1fffff) throw new QueueError('descriptor address out of range');
+      const addr = addrHigh * 0x1_0000_0000 + table.getUint32(o, true);
       const len = table.getUint32(o + 8, true);
       const flags = table.getUint16(o + 12, true);
       const next = table.getUint16(o + 14, true);
-      if (addr > BigInt(Number.MAX_SAFE_INTEGER)) throw new QueueError('descriptor address out of range');
       if (flags & VIRTQ_DESC_F_INDIRECT) {
         if (!this.indirect || indirectUsed || table !== this.desc) throw new QueueError('unexpected indirect descriptor');
         if (len === 0 || len % 16 !== 0 || len / 16 > 32768) throw new QueueError(`bad indirect table length ${len}`);
-        table = dv(this.memory.slice(Number(addr), len));
+        table = dv(this.memory.slice(addr, len));
         tableSize = len / 16;
         idx = 0;
         seen = 0;
@@ -108,7 +111,7 @@ export class Virtqueue {
       }
       total += len;
       if (total > MAX_CHAIN_BYTES) throw new QueueError('descriptor chain too long');
-      const buf = this.memory.slice(Number(addr), len);
+      const buf = this.memory.slice(addr, len);
       if (flags & VIRTQ_DESC_F_WRITE) writable.push(buf);
       else {
         if (writable.length) throw new QueueError('readable descriptor after a writable one');
@@ -144,6 +147,29 @@ export class Virtqueue {
   publish(): void {
     // x86 keeps stores in order; the ring entries are visible before the index.
     this.used.setUint16(2, this.usedIdx, true);
+  }
+
+  /**
+   * Asks the driver not to kick (used ring flag NO_NOTIFY) or to kick again.
+   * Meant for a device that is working through the queue anyway: the driver
+   * then adds buffers without an exit per buffer. Only a hint (the driver
+   * may kick regardless); see kicksOnAndEmpty() for turning it off safely.
+   */
+  suppressKicks(on: boolean): void {
+    this.used.setUint16(0, on ? VIRTQ_USED_F_NO_NOTIFY : 0, true);
+  }
+
+  /**
+   * Turns kicks back on and tells whether the queue is still empty. A driver
+   * that added a buffer while kicks were off did not kick: the store of the
+   * flag must be visible before the avail index is read again, or that
+   * buffer waits for a kick that never comes. When this returns false the
+   * caller must service the queue (and may suppress kicks again).
+   */
+  kicksOnAndEmpty(): boolean {
+    this.suppressKicks(false);
+    fullFence();
+    return this.pending() === 0;
   }
 
   /** Interrupts the driver unless it asked not to be. */

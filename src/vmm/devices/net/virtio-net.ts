@@ -73,6 +73,8 @@ export class VirtioNetDevice implements VirtioDevice {
   private interest = 0;
   /** RX: passt has data (or we hold a frame) that waits for guest buffers */
   private rxWaiting = false;
+  /** RX: we asked the guest not to kick when it posts buffers (we had enough) */
+  private rxKicksOff = false;
   private down = false;
   /** a socket to passt was given (at construction or by configure()); it may have gone down since */
   private wired: boolean;
@@ -143,6 +145,7 @@ export class VirtioNetDevice implements VirtioDevice {
     // The driver starts over: frames half delivered or queued for passt belong to the old session.
     this.out = [];
     this.outBytes = 0;
+    this.rxKicksOff = false;
     this.updateInterest();
   }
 
@@ -160,29 +163,37 @@ export class VirtioNetDevice implements VirtioDevice {
     const vq = this.env?.queue(TXQ);
     if (!vq) return;
     let done = 0;
-    // Stop taking chains while passt lags behind: the guest's queue fills and it backs off.
-    while (this.outBytes < OUT_HIGH_WATER) {
-      let chain: DescriptorChain | null;
-      try {
-        chain = vq.pop();
-      } catch (err) {
-        if (err instanceof ChainError) {
-          this.counters.badChains!++;
-          this.env!.log(`net: bad tx chain: ${err.message}`);
-          vq.push(err.head, 0);
-          done++;
-          continue;
+    // No kicks while we work through the queue: the guest adds frames without an exit each.
+    vq.suppressKicks(true);
+    for (;;) {
+      let drained = false;
+      // Stop taking chains while passt lags behind: the guest's queue fills and it backs off.
+      // Kicks stay off then: passt's EPOLLOUT brings us back here.
+      while (this.outBytes < OUT_HIGH_WATER) {
+        let chain: DescriptorChain | null;
+        try {
+          chain = vq.pop();
+        } catch (err) {
+          if (err instanceof ChainError) {
+            this.counters.badChains!++;
+            this.env!.log(`net: bad tx chain: ${err.message}`);
+            vq.push(err.head, 0);
+            done++;
+            continue;
+          }
+          if (err instanceof QueueError || err instanceof GuestMemoryError) {
+            this.env!.log(`net: tx queue broken: ${err.message}`);
+            break;
+          }
+          throw err;
         }
-        if (err instanceof QueueError || err instanceof GuestMemoryError) {
-          this.env!.log(`net: tx queue broken: ${err.message}`);
-          break;
-        }
-        throw err;
+        if (!chain) { drained = true; break; }
+        this.txChain(chain);
+        vq.push(chain.head, 0);
+        done++;
       }
-      if (!chain) break;
-      this.txChain(chain);
-      vq.push(chain.head, 0);
-      done++;
+      if (!drained || vq.kicksOnAndEmpty()) break;
+      vq.suppressKicks(true);
     }
     if (done) vq.notify();
     this.flushOut();
@@ -272,7 +283,14 @@ export class VirtioNetDevice implements VirtioDevice {
         const frame = this.reader.peek();
         if (frame) {
           const r = this.deliver(vq, frame);
-          if (r === 'no-buffers') break;
+          if (r === 'no-buffers') {
+            // Out of guest buffers: now we want the guest's kick when it posts more. Buffers
+            // posted before it saw kicks on came without one: look once more.
+            if (this.rxKicksOff) { this.rxKicksOff = false; vq.kicksOnAndEmpty(); continue; }
+            break;
+          }
+          // Buffers to spare: the guest may post more without a kick each.
+          if (!this.rxKicksOff) { this.rxKicksOff = true; vq.suppressKicks(true); }
           this.reader.drop();
           // Interrupt per frame (free while the guest polls with interrupts off): the
           // guest starts on the first frame of a burst while we copy the rest, instead
