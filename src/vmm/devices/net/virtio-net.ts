@@ -162,13 +162,26 @@ export class VirtioNetDevice implements VirtioDevice {
   private processTx(): void {
     const vq = this.env?.queue(TXQ);
     if (!vq) return;
+    // passt may take everything we held for it while we were still taking chains:
+    // then nothing (no EPOLLOUT, no kick while kicks are off) would bring us back.
+    while (this.takeTx(vq) && this.outBytes < OUT_HIGH_WATER);
+  }
+
+  /**
+   * Moves TX chains to passt until the queue is empty or we hold
+   * OUT_HIGH_WATER bytes for passt, then writes what we hold. Returns true
+   * when it stopped for passt with chains left in the queue.
+   */
+  private takeTx(vq: Virtqueue): boolean {
     let done = 0;
+    let stopped = false;
+    let broken = false;
     // No kicks while we work through the queue: the guest adds frames without an exit each.
     vq.suppressKicks(true);
     for (;;) {
       let drained = false;
       // Stop taking chains while passt lags behind: the guest's queue fills and it backs off.
-      // Kicks stay off then: passt's EPOLLOUT brings us back here.
+      // Kicks stay off then: passt's EPOLLOUT (or the caller) brings us back.
       while (this.outBytes < OUT_HIGH_WATER) {
         let chain: DescriptorChain | null;
         try {
@@ -182,7 +195,10 @@ export class VirtioNetDevice implements VirtioDevice {
             continue;
           }
           if (err instanceof QueueError || err instanceof GuestMemoryError) {
+            // Nothing more to take from this queue; the next kick tries (and logs) again.
             this.env!.log(`net: tx queue broken: ${err.message}`);
+            vq.suppressKicks(false);
+            broken = true;
             break;
           }
           throw err;
@@ -192,11 +208,14 @@ export class VirtioNetDevice implements VirtioDevice {
         vq.push(chain.head, 0);
         done++;
       }
-      if (!drained || vq.kicksOnAndEmpty()) break;
+      if (broken) break;
+      if (!drained) { stopped = true; break; }
+      if (vq.kicksOnAndEmpty()) break;
       vq.suppressKicks(true);
     }
     if (done) vq.notify();
     this.flushOut();
+    return stopped;
   }
 
   private txChain(chain: DescriptorChain): void {
