@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Build husk's guest kernel (uncompressed vmlinux with a PVH entry note) from
-# Debian's linux-source-6.1 and the fragment kernel/husk.config.
+# Debian's linux-source-6.1, the patches in kernel/patches/ (applied in name
+# order) and the fragment kernel/husk.config.
 #
 # The result is cached per machine under
 #   ${HUSK_CACHE_DIR:-/var/cache/husk}/kernel/<key>/{vmlinux,build-info.json,config}
-# where <key> = sha256 over husk.config, this script and the installed
-# linux-source-6.1 package version. kernel/build/vmlinux is a symlink to the
+# where <key> = sha256 over husk.config, the patches, this script and the
+# installed linux-source-6.1 package version. kernel/build/vmlinux is a symlink to the
 # cached vmlinux. A cache hit only refreshes that symlink.
 #
 # Usage: kernel/build.sh [--check-config]
@@ -23,6 +24,7 @@ readonly SRC_TAR=/usr/src/${PKG}.tar.xz
 
 here=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd)
 fragment=$here/husk.config
+patch_dir=$here/patches
 self=$here/$(basename -- "${BASH_SOURCE[0]}")
 cache_root=${HUSK_CACHE_DIR:-/var/cache/husk}/kernel
 link_dir=$here/build
@@ -53,6 +55,9 @@ key=$(
     printf 'source-package %s %s\n' "$PKG" "$src_version"
     printf 'fragment %s\n' "$(sha256sum < "$fragment" | cut -d' ' -f1)"
     printf 'build.sh %s\n' "$(sha256sum < "$self" | cut -d' ' -f1)"
+    for p in "$patch_dir"/*.patch; do
+      [[ -e $p ]] && printf 'patch %s %s\n' "$(basename -- "$p")" "$(sha256sum < "$p" | cut -d' ' -f1)"
+    done
   } | sha256sum | cut -d' ' -f1
 )
 entry=$cache_root/$key
@@ -114,6 +119,12 @@ tar -xf "$SRC_TAR" -C "$scratch"
 src=$scratch/$PKG
 [[ -f $src/Makefile ]] || die "unexpected tarball layout: no $src/Makefile"
 log "extracted in $((SECONDS - start)) s"
+for p in "$patch_dir"/*.patch; do
+  [[ -e $p ]] || continue
+  patch -d "$src" -p1 --batch --forward --quiet <"$p" >"$scratch/patch.log" 2>&1 \
+    || { cat "$scratch/patch.log" >&2; die "patch $(basename -- "$p") does not apply"; }
+  log "applied $(basename -- "$p")"
+done
 
 # Reproducible-ish identity for `uname -v`.
 export KBUILD_BUILD_USER=husk KBUILD_BUILD_HOST=husk KBUILD_BUILD_VERSION=1
@@ -274,6 +285,16 @@ vmlinux_bytes=$(stat -c %s "$vmlinux")
 
 # --- Publish atomically: staging dir in the cache root, then rename -------------
 
+# The applied patches as JSON objects: {"name": ..., "sha256": ...}, comma-separated.
+patch_list() {
+  local p sep=""
+  for p in "$patch_dir"/*.patch; do
+    [[ -e $p ]] || continue
+    printf '%s{"name": "%s", "sha256": "%s"}' "$sep" "$(basename -- "$p")" "$(sha256sum < "$p" | cut -d' ' -f1)"
+    sep=", "
+  done
+}
+
 staging=$(mktemp -d "$cache_root/.staging-$key.XXXXXX")
 cp -- "$vmlinux" "$staging/vmlinux"
 cp -- "$src/.config" "$staging/config"
@@ -284,6 +305,7 @@ cat >"$staging/build-info.json" <<EOF
   "sourceVersion": "$src_version",
   "kernelVersion": "$kernelversion",
   "fragmentSha256": "$(sha256sum < "$fragment" | cut -d' ' -f1)",
+  "patches": [$(patch_list)],
   "buildSeconds": $build_seconds,
   "totalSeconds": $((SECONDS - start)),
   "jobs": $jobs,

@@ -11,7 +11,7 @@ step() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 APT_PACKAGES=(linux-source-6.1 build-essential flex bison bc libelf-dev libssl-dev
   musl-tools qemu-system-x86 busybox-static cpio xz-utils kmod
   podman conmon containerd runc umoci debootstrap time passt iperf3
-  netavark aardvark-dns python3)
+  netavark aardvark-dns python3 patch)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
