@@ -2,6 +2,7 @@
 // passt started in it, the virtio-net device that carries its frames and
 // the SETUP attributes that configure eth0. A passt that dies while the
 // VM runs is logged and reported (onLost), never ignored.
+import fs from 'node:fs';
 import path from 'node:path';
 import type { Spec } from '../oci/spec.js';
 import type { DeviceSpec } from '../vmm/devices/factory.js';
@@ -9,7 +10,7 @@ import type { GuestNetwork } from '../agent/net-attrs.js';
 import { FEATURE_NET_RTO_MIN } from '../agent/protocol.js';
 import { planNetwork, type NetworkPlan } from './network.js';
 import { Passt, type PasstWire } from './passt.js';
-import { joinNetworkNamespace } from '../sys/namespace.js';
+import { inNetworkNamespace, joinNetworkNamespace } from '../sys/namespace.js';
 import { bindAbstract } from '../sys/unix-socket.js';
 import { closeFd } from '../sys/io.js';
 
@@ -23,6 +24,46 @@ import { closeFd } from '../sys/io.js';
  * (10 ms did, and a half-closed connection then never saw passt's FIN).
  */
 export const GUEST_RTO_MIN_MS = 100;
+
+/**
+ * One guest TCP socket's receive buffer may grow to 1/64 of guest RAM (the
+ * guest kernel's default is 1/128, so 4 MiB for 512 MiB), never beyond what
+ * the container's namespace allows its own sockets (what it would get with
+ * runc), nor beyond a window scale of 8 (passt's largest). passt sends the
+ * guest no more than the guest's receive window and then waits for its
+ * acknowledgement: each round trip through passt, the device and the
+ * emulated guest costs milliseconds, and the default window (~2 MiB) makes
+ * host -> container transfers ping-pong in ~1 MiB rounds.
+ * (Session 4 took this out after a test hung on a FIN passt never passed
+ * on. That is passt's: once the guest has half-closed, passt (as packaged)
+ * no longer consumes acknowledged data from its socket, so it never reads
+ * the peer's EOF, whatever the window; it was seen with the default buffers
+ * too.)
+ */
+const RCVBUF_RAM_SHARE = 64;
+/** The largest buffer whose window still fits TCP window scale 8 (passt's MAX_WS). */
+const RCVBUF_MAX = 65535 << 8;
+/** The guest kernel's own tcp_rmem minimum and initial size, kept. */
+const TCP_RMEM_MIN_DEFAULT = '4096 131072';
+
+/** The largest TCP receive buffer of a network namespace (this thread's when no path), or undefined. */
+function namespaceRmemMax(netnsPath: string | undefined): number | undefined {
+  const read = () => Number(fs.readFileSync('/proc/sys/net/ipv4/tcp_rmem', 'utf8').trim().split(/\s+/)[2]);
+  try {
+    const max = netnsPath ? inNetworkNamespace(netnsPath, read) : read();
+    return Number.isSafeInteger(max) && max > 0 ? max : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** The guest's net.ipv4.tcp_rmem for `memoryMiB` of RAM, or undefined when the guest's default is as large. */
+export function guestTcpRmem(memoryMiB: number, namespaceMax: number | undefined): string | undefined {
+  const max = Math.min(Math.floor((memoryMiB * 1024 * 1024) / RCVBUF_RAM_SHARE), namespaceMax ?? Infinity, RCVBUF_MAX);
+  // The guest kernel's default for this much RAM (1/128 of it, at most 6 MiB): nothing to gain below it.
+  const guestDefault = Math.min(Math.floor((memoryMiB * 1024 * 1024) / 128), 6 << 20);
+  return max > guestDefault ? `${TCP_RMEM_MIN_DEFAULT} ${max}` : undefined;
+}
 
 /** Held (in the namespace) by the one VMM whose passt forwards the namespace's inbound ports. */
 const INBOUND_PORTS_LOCK = 'husk-inbound-ports';
@@ -101,6 +142,12 @@ export class GuestNet {
     const n: GuestNetwork = { mac: plan.mac, mtu: plan.mtu, addresses: plan.addresses, routes: plan.routes };
     if (features & FEATURE_NET_RTO_MIN) n.rtoMinMs = GUEST_RTO_MIN_MS;
     return n;
+  }
+
+  /** Guest sysctls that serve passt's TCP better; the container's own sysctls override them. */
+  static sysctlsOf(plan: NetworkPlan, memoryMiB: number): Record<string, string> {
+    const rmem = guestTcpRmem(memoryMiB, namespaceRmemMax(plan.netnsPath));
+    return rmem ? { 'net.ipv4.tcp_rmem': rmem } : {};
   }
 
   async stop(): Promise<void> {

@@ -116,6 +116,7 @@ export class Sandbox {
         const features = agent.hello.features ?? 0;
         if (features & FEATURE_NET) {
           plan!.setup.network = guestNet.setupFor(features);
+          plan!.setup.sysctl = { ...GuestNet.sysctlsOf(guestNet.plan, size.memoryMiB), ...plan!.setup.sysctl };
         } else log('the guest agent cannot configure networking (FEATURES bit 3): eth0 stays down');
       }
       if (plan && agent.extended) await Promise.race([agent.setup(plan.setup), engineGone]);
@@ -211,6 +212,7 @@ export class Sandbox {
     }
     this.pendingNet = { plan: netPlan, wire, stateDir };
     plan.setup.network = GuestNet.setupOf(netPlan, this.agent.hello.features ?? 0);
+    plan.setup.sysctl = { ...GuestNet.sysctlsOf(netPlan, this.vm.config.memoryMiB), ...plan.setup.sysctl };
     const engineGone = this.vm.engine.exited.then((e) => {
       throw new SandboxError(`the VM stopped during the container's set-up (engine exit ${e.signal ?? e.code}); see ${this.opts.stateDir}/console.log`);
     });

@@ -45,3 +45,20 @@ export function inStartingNetworkNamespace<T>(f: () => T): T {
     fs.closeSync(current);
   }
 }
+
+/** Runs `f` in the network namespace `nsPath` names, then returns this thread to the one it is in now. */
+export function inNetworkNamespace<T>(nsPath: string, f: () => T): T {
+  const target = fs.openSync(nsPath, 'r');
+  const current = fs.openSync('/proc/thread-self/ns/net', 'r');
+  try {
+    setns(target);
+    try {
+      return f();
+    } finally {
+      setns(current);
+    }
+  } finally {
+    fs.closeSync(current);
+    fs.closeSync(target);
+  }
+}

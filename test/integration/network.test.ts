@@ -10,6 +10,8 @@ import path from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { bundle, husk, scratch, uniqueId } from '../helpers/husk.js';
 import { IMAGE, httpGet, setupPodman, type Podman } from '../helpers/podman.js';
+import { guestTcpRmem } from '../../src/runtime/guest-net.js';
+import { DEFAULT_MEMORY_MIB } from '../../src/runtime/resources.js';
 
 let tmp: ReturnType<typeof scratch>;
 let pm: Podman;
@@ -128,6 +130,17 @@ describe('podman networks with --runtime husk', () => {
       for (const s of held) s.destroy();
       server.close();
     }
+  });
+
+  it('lets guest TCP sockets buffer more for passt (bounded by the namespace), and the container\'s own sysctl wins', async () => {
+    // A runc container in the same namespace could use up to the namespace's tcp_rmem maximum.
+    const nsMax = Number(fs.readFileSync('/proc/sys/net/ipv4/tcp_rmem', 'utf8').trim().split(/\s+/)[2]);
+    const expected = guestTcpRmem(DEFAULT_MEMORY_MIB, nsMax);
+    expect(expected, `tcp_rmem maximum ${nsMax} here leaves nothing to raise`).toBeDefined();
+    const r = await pm.run(['run', '--rm', '--network', NET, IMAGE, 'cat', '/proc/sys/net/ipv4/tcp_rmem']);
+    expect(out(r).trim().split(/\s+/).join(' '), err(r)).toBe(expected);
+    const own = await pm.run(['run', '--rm', '--network', NET, '--sysctl', 'net.ipv4.tcp_rmem=4096 65536 1048576', IMAGE, 'cat', '/proc/sys/net/ipv4/tcp_rmem']);
+    expect(out(own).trim().split(/\s+/).join(' '), err(own)).toBe('4096 65536 1048576');
   });
 
   it('bulk data crosses intact both ways with checksum offload negotiated by the guest', async () => {

@@ -6,6 +6,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { HUSK, husk, processesMentioning, scratch } from '../helpers/husk.js';
 import { IMAGE, expectNothingLeft, httpGet, setupPodman, type Podman } from '../helpers/podman.js';
+import { guestTcpRmem } from '../../src/runtime/guest-net.js';
+import { DEFAULT_MEMORY_MIB } from '../../src/runtime/resources.js';
 
 let tmp: ReturnType<typeof scratch>;
 let pm: Podman;
@@ -99,13 +101,16 @@ describe('husk pool with podman', () => {
 
   it('runs a container on the pooled VM: output, exit code, its address, and the pool refills', async () => {
     const pooled = await readyEntry();
-    const r = await pm.run(['run', '--rm', '--network', NET, IMAGE, 'sh', '-c', 'echo hi; ip -4 -o addr show eth0 | tr -s " " | cut -d" " -f4; exit 7']);
+    const r = await pm.run(['run', '--rm', '--network', NET, IMAGE, 'sh', '-c', 'echo hi; ip -4 -o addr show eth0 | tr -s " " | cut -d" " -f4; cat /proc/sys/net/ipv4/tcp_rmem; exit 7']);
     expect(err(r)).toBe('');
     expect(r.exitCode).toBe(7);
-    const [hi, addr] = out(r).split('\n');
+    const [hi, addr, rmem] = out(r).split('\n');
     expect(hi).toBe('hi');
     // The address podman gave the container on its network reached the pooled guest's eth0.
     expect(addr).toMatch(new RegExp(`^10\\.215\\.${SUBNET_OCTET}\\.\\d+/24$`));
+    // The larger TCP receive buffer for passt, bounded by the container's namespace, as on a VM of its own.
+    const nsMax = Number(fs.readFileSync('/proc/sys/net/ipv4/tcp_rmem', 'utf8').trim().split(/\s+/)[2]);
+    expect(rmem!.trim().split(/\s+/).join(' ')).toBe(guestTcpRmem(DEFAULT_MEMORY_MIB, nsMax));
     // The entry served this container and is gone; the VMM that served it started its successor
     // (a second later, so as not to slow this container's start): it appears without a fill.
     expect(alive(pooled)).toBe(false);

@@ -5,6 +5,7 @@ import { forwardedPorts, guestMac, networkNamespace, portCount, templateFrom } f
 import { ipBytes, encodeNetwork } from '../../src/agent/net-attrs.js';
 import { TlvWriter, parseTlv, Tag } from '../../src/agent/protocol.js';
 import { defaultSpec } from '../../src/oci/default-spec.js';
+import { guestTcpRmem } from '../../src/runtime/guest-net.js';
 
 const links = [
   { ifname: 'lo', link_type: 'loopback', flags: ['LOOPBACK', 'UP'], mtu: 65536, addr_info: [{ family: 'inet', local: '127.0.0.1', prefixlen: 8, scope: 'host' }] },
@@ -105,4 +106,16 @@ describe('network plan', () => {
     }
   });
 
+  it('lets a guest TCP socket buffer 1/64 of guest RAM for passt, within the namespace\'s limit and passt\'s window scale', () => {
+    // 512 MiB: 8 MiB instead of the guest kernel's 4 MiB; the namespace allows 32 MiB.
+    expect(guestTcpRmem(512, 32 << 20)).toBe(`4096 131072 ${8 << 20}`);
+    // A namespace that allows less bounds it, as runc's container there would be bounded.
+    expect(guestTcpRmem(512, 6 << 20)).toBe(`4096 131072 ${6 << 20}`);
+    // Never a window scale above 8 (passt's limit), however large the guest.
+    expect(guestTcpRmem(4096, undefined)).toBe(`4096 131072 ${65535 << 8}`);
+    // Nothing to gain over the guest kernel's own default (1/128 of RAM, at most 6 MiB).
+    expect(guestTcpRmem(512, 4 << 20)).toBeUndefined();
+    expect(guestTcpRmem(128, undefined)).toBe(`4096 131072 ${2 << 20}`);
+    expect(guestTcpRmem(128, 1 << 20)).toBeUndefined();
+  });
 });
