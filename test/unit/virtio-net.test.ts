@@ -3,8 +3,8 @@
 import { readFromPeer } from '../helpers/net-peer.js';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { FakeVirtioDriver } from '../helpers/fake-virtio-driver.js';
-import { Poller, closeFd, setNonBlocking, writeFd } from '../../src/sys/io.js';
-import { socketPair } from '../../src/sys/unix-socket.js';
+import { Poller, closeFd, readFd, setNonBlocking, writeFd } from '../../src/sys/io.js';
+import { setSendBuffer, socketPair } from '../../src/sys/unix-socket.js';
 import { NET_HDR_SIZE, VIRTIO_NET_F_MRG_RXBUF, VirtioNetDevice } from '../../src/vmm/devices/net/virtio-net.js';
 import { lengthPrefix } from '../../src/vmm/devices/net/frame-stream.js';
 import {
@@ -231,6 +231,42 @@ describe('virtio-net device', () => {
     readPeer(4 + 60 + 24 * (4 + MTU + 14));
     expect(drv.used(1).length).toBeGreaterThan(0);
     expect(drv.usedFlags(1)).toBe(0);
+  });
+
+  it('goes on with TX chains when passt takes what the device held for it while the device was still taking chains', () => {
+    // passt reads on its own CPU: within one pass the device can fill the socket, stop at
+    // its high-water mark, and then find the socket drained when it writes what it holds.
+    // Nothing would bring it back then (kicks are off, nothing is left for EPOLLOUT): it
+    // must go on by itself. The drain is staged at that moment, just before each write-out.
+    // A socket that holds ~2 MiB (the kernel doubles what it is given), as passt's holds 8:
+    // the device writes straight into it until it is full, then holds up to its 1 MiB
+    // high-water mark and stops; the drain then makes room for all it holds.
+    setSendBuffer((dev as unknown as { fd: number }).fd, 1 << 20);
+    const frames = 64;
+    const total = frames * (4 + MTU + 14);
+    const got: Uint8Array[] = [];
+    let gotBytes = 0;
+    const drain = () => {
+      for (;;) {
+        const b = new Uint8Array(1 << 20);
+        const k = readFd(peer, b);
+        if (k <= 0) return;
+        got.push(b.subarray(0, k));
+        gotBytes += k;
+      }
+    };
+    const d = dev as unknown as { flushOut(): void };
+    const flushOut = d.flushOut.bind(dev);
+    d.flushOut = () => { drain(); flushOut(); };
+    for (let i = 0; i < frames; i++) drv.sendFrame(ethFrame(MTU + 14, i));
+    dev.notify(1); // the one kick
+    for (let i = 0; i < 100 && gotBytes < total; i++) { poller.poll(0); drain(); }
+    expect(gotBytes).toBe(total);
+    expect(drv.used(1)).toHaveLength(frames);
+    const all = Buffer.concat(got);
+    for (let i = 0, o = 0; i < frames; i++, o += 4 + MTU + 14) {
+      expect(Buffer.compare(all.subarray(o + 4, o + 4 + MTU + 14), ethFrame(MTU + 14, i))).toBe(0);
+    }
   });
 
   it('takes RX kicks only while it waits for buffers, and does not miss buffers posted meanwhile', () => {
