@@ -6,6 +6,9 @@
 // what passt computed nor computes what the device can finish on the host.
 // No segmentation offloads: with a 65520-byte MTU the guest already hands
 // over full-sized IP packets.
+// Under TCG every guest kick is an emulated MMIO exit: the device asks for
+// none (used ring NO_NOTIFY) while it works through TX or holds RX buffers
+// to spare, and turns kicks back on (then looks again) before it waits.
 // Guest descriptor chains and passt's stream are both untrusted: a bad
 // chain is completed empty, an oversized frame is dropped and counted, a
 // malformed stream or a passt that goes away is logged and the link is
