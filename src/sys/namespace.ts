@@ -26,16 +26,11 @@ export function joinNetworkNamespace(nsPath: string): void {
   }
 }
 
-/**
- * Runs `f` back in the namespace this thread started in, then returns to the
- * one it is in now. For spawning children that belong to the runtime's side,
- * not the container's (Node forks a child from the calling thread).
- */
-export function inStartingNetworkNamespace<T>(f: () => T): T {
-  if (startingNamespace === undefined) return f();
+/** Runs `f` with this thread in the namespace `fd` refers to, then returns it to the one it is in now. */
+function inNamespaceFd<T>(fd: number, f: () => T): T {
   const current = fs.openSync('/proc/thread-self/ns/net', 'r');
   try {
-    setns(startingNamespace);
+    setns(fd);
     try {
       return f();
     } finally {
@@ -46,19 +41,21 @@ export function inStartingNetworkNamespace<T>(f: () => T): T {
   }
 }
 
+/**
+ * Runs `f` back in the namespace this thread started in, then returns to the
+ * one it is in now. For spawning children that belong to the runtime's side,
+ * not the container's (Node forks a child from the calling thread).
+ */
+export function inStartingNetworkNamespace<T>(f: () => T): T {
+  return startingNamespace === undefined ? f() : inNamespaceFd(startingNamespace, f);
+}
+
 /** Runs `f` in the network namespace `nsPath` names, then returns this thread to the one it is in now. */
 export function inNetworkNamespace<T>(nsPath: string, f: () => T): T {
   const target = fs.openSync(nsPath, 'r');
-  const current = fs.openSync('/proc/thread-self/ns/net', 'r');
   try {
-    setns(target);
-    try {
-      return f();
-    } finally {
-      setns(current);
-    }
+    return inNamespaceFd(target, f);
   } finally {
-    fs.closeSync(current);
     fs.closeSync(target);
   }
 }
