@@ -190,6 +190,29 @@ describe('husk pool with podman', () => {
     expect(fs.existsSync(path.join(root, id))).toBe(false);
   });
 
+  it('a container whose pid (the thin process) is SIGKILLed from outside ends with it, as with runc', async () => {
+    const pooled = await readyEntry();
+    const c = await pm.run(['run', '-d', '--network', NET, IMAGE, 'sleep', '1000']);
+    expect(c.exitCode, err(c)).toBe(0);
+    const id = out(c).trim();
+    const st = JSON.parse(fs.readFileSync(path.join(root, id, 'state.json'), 'utf8')) as { pid: number; husk: { pooledVmmPid?: number } };
+    expect(st.husk.pooledVmmPid).toBe(pooled);
+    process.kill(st.pid, 'SIGKILL');
+    // The pooled VMM kills the container and ends, as runc's container ends with its init.
+    for (let i = 0; i < 600 && alive(pooled); i++) await new Promise((r) => setTimeout(r, 100));
+    expect(alive(pooled)).toBe(false);
+    expect(fs.readFileSync(path.join(root, id, 'vmm.log'), 'utf8')).toMatch(/is gone: killing the container/);
+    let state = '';
+    for (let i = 0; i < 300 && state !== 'exited'; i++) {
+      state = out(await pm.run(['inspect', '--format', '{{.State.Status}}', id])).trim();
+      if (state !== 'exited') await new Promise((r) => setTimeout(r, 100));
+    }
+    expect(state).toBe('exited');
+    expect(out(await pm.run(['inspect', '--format', '{{.State.ExitCode}}', id])).trim()).toBe('137');
+    expect((await pm.run(['rm', id])).exitCode).toBe(0);
+    await expectNothingLeft(id);
+  });
+
   it('declines a container with only lo (it boots a VM of its own) and keeps the entry ready', async () => {
     const pooled = await readyEntry();
     const r = await pm.run(['run', '--rm', '--network', 'none', IMAGE, 'sh', '-c', 'ls /sys/class/net']);

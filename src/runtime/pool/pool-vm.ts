@@ -275,6 +275,16 @@ async function serveClaim({ root, debug }: { root: string; debug: boolean }, ent
     else if (m.t === 'signal' && Number.isInteger(m.signo) && m.signo > 0 && m.signo < 65) relay?.(m.signo);
   });
   const thinGone = new Promise<void>((resolve) => thin.once('close', () => resolve()));
+  // The thin process is the pid clients know, as runc's container init is: when it dies
+  // before the container exited (SIGKILL from outside husk), the container dies with it.
+  let exitSent = false;
+  let thinDead = false;
+  void thinGone.then(() => {
+    if (exitSent) return;
+    thinDead = true;
+    log(`the container's pid ${request.thinPid} is gone: killing the container`);
+    relay?.(os.constants.signals.SIGKILL);
+  });
   let stdin: NodeJS.ReadableStream | undefined;
   let stdinClosed = false;
   let networkLost: (msg: string) => void = () => {};
@@ -309,7 +319,10 @@ async function serveClaim({ root, debug }: { root: string; debug: boolean }, ent
       // which then waits for it before it exits itself.
       if (s.ok) inStartingNetworkNamespace(() => spawnPoolVm(root, debug, SUCCESSOR_DELAY_SECONDS));
     },
-    onSignal: (r) => { relay = r; },
+    onSignal: (r) => {
+      relay = r;
+      if (thinDead) r(os.constants.signals.SIGKILL);
+    },
     async viewEntered() {
       const acked = new Promise<void>((resolve) => acks.push(resolve));
       sendLine(thin, { t: 'mntns', pid: process.pid });
@@ -322,6 +335,7 @@ async function serveClaim({ root, debug }: { root: string; debug: boolean }, ent
         stdinClosed = true;
         closeFd(stdinFd);
       }
+      exitSent = true;
       sendLine(thin, { t: 'exit', status });
       await Promise.race([thinGone, new Promise((r) => setTimeout(r, 1000))]);
     },
