@@ -224,6 +224,9 @@ export async function del(root: string, id: string, force: boolean): Promise<voi
     await reapPooledVmm(st, 5000);
     await reapPasst(st, 2000);
     fs.rmSync(st.husk.socketDir, { recursive: true, force: true });
+    // A pooled VMM removes its VM's sockets on the way out, unless it was killed.
+    const pooled = st.husk.pooledSocketDir;
+    if (pooled && path.dirname(pooled) === path.dirname(st.husk.socketDir)) fs.rmSync(pooled, { recursive: true, force: true });
     const dir = containerDir(root, id);
     await runPoststop(dir, { ...publicState(st), status: 'stopped' });
     fs.rmSync(stateFile(dir), { force: true });

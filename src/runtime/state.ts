@@ -39,6 +39,8 @@ export interface ContainerState {
     /** a pooled VM's VMM, when the container runs on one (`pid` is then its thin process) */
     pooledVmmPid?: number;
     pooledVmmStartTime?: number;
+    /** the pooled VM's own socket directory (its vhost-user and vsock sockets), removed at delete */
+    pooledSocketDir?: string;
   };
 }
 

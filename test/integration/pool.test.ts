@@ -213,6 +213,26 @@ describe('husk pool with podman', () => {
     await expectNothingLeft(id);
   });
 
+  it('a pooled VMM killed with SIGKILL loses its container; rm then leaves nothing, its VM\'s sockets neither', async () => {
+    const pooled = await readyEntry();
+    const c = await pm.run(['run', '-d', '--network', NET, IMAGE, 'sleep', '1000']);
+    expect(c.exitCode, err(c)).toBe(0);
+    const id = out(c).trim();
+    const st = JSON.parse(fs.readFileSync(path.join(root, id, 'state.json'), 'utf8')) as { husk: { pooledVmmPid?: number; pooledSocketDir?: string } };
+    expect(st.husk.pooledVmmPid).toBe(pooled);
+    expect(fs.existsSync(st.husk.pooledSocketDir!)).toBe(true);
+    process.kill(pooled, 'SIGKILL');
+    let state = '';
+    for (let i = 0; i < 300 && state !== 'exited'; i++) {
+      state = out(await pm.run(['inspect', '--format', '{{.State.Status}}', id])).trim();
+      if (state !== 'exited') await new Promise((r) => setTimeout(r, 100));
+    }
+    expect(state).toBe('exited');
+    expect((await pm.run(['rm', '-f', id])).exitCode).toBe(0);
+    await expectNothingLeft(id);
+    expect(fs.existsSync(st.husk.pooledSocketDir!)).toBe(false);
+  });
+
   it('declines a container with only lo (it boots a VM of its own) and keeps the entry ready', async () => {
     const pooled = await readyEntry();
     const r = await pm.run(['run', '--rm', '--network', 'none', IMAGE, 'sh', '-c', 'ls /sys/class/net']);

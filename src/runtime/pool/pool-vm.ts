@@ -293,7 +293,7 @@ async function serveClaim({ root, debug }: { root: string; debug: boolean }, ent
   return runContainer({ root, id: request.id, consoleSocket: request.consoleSocket, preserveFds: 0 }, log, {
     pid: request.thinPid,
     pidStartTime: processStartTime(request.thinPid),
-    stateExtra: { pooledVmmPid: process.pid, pooledVmmStartTime: processStartTime(process.pid) },
+    stateExtra: { pooledVmmPid: process.pid, pooledVmmStartTime: processStartTime(process.pid), pooledSocketDir: entrySocketDir(entryDir) },
     // The container may have exited (and its stdin fd closed) by the time start asks for this.
     get stdin() { return (stdin ??= stdinClosed ? Readable.from([]) : readableFd(stdinFd)); },
     stdout,
