@@ -34,11 +34,11 @@ export const GUEST_RTO_MIN_MS = 100;
  * acknowledgement: each round trip through passt, the device and the
  * emulated guest costs milliseconds, and the default window (~2 MiB) makes
  * host -> container transfers ping-pong in ~1 MiB rounds.
- * (Session 4 took this out after a test hung on a FIN passt never passed
- * on. That is passt's: once the guest has half-closed, passt (as packaged)
- * no longer consumes acknowledged data from its socket, so it never reads
- * the peer's EOF, whatever the window; it was seen with the default buffers
- * too.)
+ * (A FIN that passt never passed on was once blamed on these larger
+ * buffers. It is passt's own: once the guest has half-closed, passt (as
+ * packaged) no longer consumes acknowledged data from its socket, so it
+ * never reads the peer's EOF, whatever the window; the default buffers
+ * show it too.)
  */
 const RCVBUF_RAM_SHARE = 64;
 /** The largest buffer whose window still fits TCP window scale 8 (passt's MAX_WS). */
