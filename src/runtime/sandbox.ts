@@ -7,7 +7,7 @@ import path from 'node:path';
 import type { Bundle } from '../oci/bundle.js';
 import { Vm } from '../vmm/vm.js';
 import { guestAssets } from '../vmm/assets.js';
-import { guestCmdline } from '../vmm/cmdline.js';
+import { guestCmdline, type GuestCmdlineOptions } from '../vmm/cmdline.js';
 import type { DeviceSpec } from '../vmm/devices/factory.js';
 import { AgentConnection } from '../agent/client.js';
 import { machineSize, type MachineSize } from './resources.js';
@@ -48,6 +48,13 @@ export interface SandboxOptions {
 /** What a sandbox keeps of its options once it runs. */
 type Kept = Pick<SandboxOptions, 'stateDir' | 'socketDir' | 'log'>;
 
+/** Rejects with a SandboxError once the VM's engine exits; `during`: what that interrupted. */
+function engineGone(vm: Vm, during: string, stateDir: string): Promise<never> {
+  return vm.engine.exited.then((e) => {
+    throw new SandboxError(`the VM stopped ${during} (engine exit ${e.signal ?? e.code}); see ${stateDir}/console.log`);
+  });
+}
+
 export class Sandbox {
   readonly vm: Vm;
   readonly agent: AgentConnection;
@@ -70,7 +77,6 @@ export class Sandbox {
 
   static async boot(opts: SandboxOptions): Promise<Sandbox> {
     const { bundle, log } = opts;
-    const assets = guestAssets();
     const size = machineSize(bundle.spec);
     const { vsockBase, agentServer } = await Sandbox.listenAgent(opts.socketDir);
     let exports: BindExport[] = [];
@@ -90,25 +96,12 @@ export class Sandbox {
         guestNet = await GuestNet.start(bundle.spec, opts.stateDir, log, (m) => opts.onNetworkLost?.(m)) ?? undefined;
         if (guestNet) devices.push(guestNet.device);
       }
-      const agentReady = AgentConnection.accept(agentServer, Number(process.env.HUSK_BOOT_TIMEOUT_MS ?? 120_000));
-      vm = Vm.start({
-        stateDir: opts.socketDir,
-        kernel: assets.kernel,
-        initrd: assets.initrd,
-        cmdline: guestCmdline({ rootfsTag: ROOTFS_TAG, agentPort: AGENT_PORT, debug: !!opts.debug, bindsTag: exports.length ? BINDS_TAG : undefined, bindsDir: GUEST_BINDS_DIR }),
-        vcpus: size.vcpus,
-        memoryMiB: size.memoryMiB,
-        consoleLog: path.join(opts.stateDir, 'console.log'),
-        devices,
-      }, log);
-      log(`engine ${vm.engine.name}: ${size.vcpus} vCPU, ${size.memoryMiB} MiB`);
-      // Once the VM is gone its net device closes passt's socket and passt quits: expected.
-      void vm.engine.exited.then(() => guestNet?.passt.expectExit());
-      const engineGone = vm.engine.exited.then((e) => {
-        throw new SandboxError(`the VM stopped before its agent was ready (engine exit ${e.signal ?? e.code}); see ${opts.stateDir}/console.log`);
-      });
-      const agent = await Promise.race([agentReady, engineGone]);
-      log(`agent ready: ${agent.hello.agent}, protocol ${agent.hello.version}, features ${agent.hello.features ?? 0}`);
+      let engineGone: Promise<never>;
+      let agent: AgentConnection;
+      ({ vm, agent, engineGone } = await Sandbox.startVm(opts, agentServer, size, devices,
+        { bindsTag: exports.length ? BINDS_TAG : undefined, bindsDir: GUEST_BINDS_DIR },
+        // Once the VM is gone its net device closes passt's socket and passt quits: expected.
+        (started) => void started.engine.exited.then(() => guestNet?.passt.expectExit())));
       // A passt that could not start (bad namespace, ports taken) fails create, like runc's network errors.
       if (guestNet?.lost) throw new SandboxError(guestNet.lost);
       const sb = new Sandbox(vm, agent, agentServer, opts, guestNet);
@@ -143,14 +136,47 @@ export class Sandbox {
   }
 
   /**
+   * Starts the VM and waits for its agent's HELLO. A VM whose agent does not
+   * come is stopped here. `started` runs as soon as the VM exists.
+   * `engineGone` rejects once the engine exits, for racing later requests.
+   */
+  private static async startVm(
+    opts: Pick<SandboxOptions, 'stateDir' | 'socketDir' | 'log' | 'debug'>, agentServer: net.Server, size: MachineSize, devices: DeviceSpec[],
+    cmdline: Pick<GuestCmdlineOptions, 'bindsTag' | 'bindsDir' | 'deferRoot'>, started?: (vm: Vm) => void,
+  ): Promise<{ vm: Vm; agent: AgentConnection; engineGone: Promise<never> }> {
+    const { log } = opts;
+    const assets = guestAssets();
+    const agentReady = AgentConnection.accept(agentServer, Number(process.env.HUSK_BOOT_TIMEOUT_MS ?? 120_000));
+    const vm = Vm.start({
+      stateDir: opts.socketDir,
+      kernel: assets.kernel,
+      initrd: assets.initrd,
+      cmdline: guestCmdline({ rootfsTag: ROOTFS_TAG, agentPort: AGENT_PORT, debug: !!opts.debug, ...cmdline }),
+      vcpus: size.vcpus,
+      memoryMiB: size.memoryMiB,
+      consoleLog: path.join(opts.stateDir, 'console.log'),
+      devices,
+    }, log);
+    log(`engine ${vm.engine.name}: ${size.vcpus} vCPU, ${size.memoryMiB} MiB${cmdline.deferRoot ? ' (pooled)' : ''}`);
+    started?.(vm);
+    const gone = engineGone(vm, 'before its agent was ready', opts.stateDir);
+    try {
+      const agent = await Promise.race([agentReady, gone]);
+      log(`agent ready: ${agent.hello.agent}, protocol ${agent.hello.version}, features ${agent.hello.features ?? 0}`);
+      return { vm, agent, engineGone: gone };
+    } catch (err) {
+      await vm.stop(0);
+      throw err;
+    }
+  }
+
+  /**
    * A VM for the pool: booted to the agent's HELLO with no container yet. Its
    * file systems have no host directory and its network no passt until
    * claim(); the agent mounts nothing before the container's SETUP
    * (husk.defer_root).
    */
   static async bootPooled(opts: Omit<SandboxOptions, 'bundle' | 'setup'> & { size: MachineSize }): Promise<Sandbox> {
-    const { log } = opts;
-    const assets = guestAssets();
     const { vsockBase, agentServer } = await Sandbox.listenAgent(opts.socketDir);
     const devices: DeviceSpec[] = [];
     devices[POOLED.rootfs] = { kind: 'fs', tag: ROOTFS_TAG, deferred: true };
@@ -159,23 +185,8 @@ export class Sandbox {
     devices[POOLED.net] = { kind: 'net', fd: -1, mac: POOLED_MAC, mtu: POOLED_MAX_MTU };
     let vm: Vm | undefined;
     try {
-      const agentReady = AgentConnection.accept(agentServer, Number(process.env.HUSK_BOOT_TIMEOUT_MS ?? 120_000));
-      vm = Vm.start({
-        stateDir: opts.socketDir,
-        kernel: assets.kernel,
-        initrd: assets.initrd,
-        cmdline: guestCmdline({ rootfsTag: ROOTFS_TAG, agentPort: AGENT_PORT, debug: !!opts.debug, bindsTag: BINDS_TAG, bindsDir: GUEST_BINDS_DIR, deferRoot: true }),
-        vcpus: opts.size.vcpus,
-        memoryMiB: opts.size.memoryMiB,
-        consoleLog: path.join(opts.stateDir, 'console.log'),
-        devices,
-      }, log);
-      log(`engine ${vm.engine.name}: ${opts.size.vcpus} vCPU, ${opts.size.memoryMiB} MiB (pooled)`);
-      const engineGone = vm.engine.exited.then((e) => {
-        throw new SandboxError(`the VM stopped before its agent was ready (engine exit ${e.signal ?? e.code}); see ${opts.stateDir}/console.log`);
-      });
-      const agent = await Promise.race([agentReady, engineGone]);
-      log(`agent ready: ${agent.hello.agent}, protocol ${agent.hello.version}, features ${agent.hello.features ?? 0}`);
+      let agent: AgentConnection;
+      ({ vm, agent } = await Sandbox.startVm(opts, agentServer, opts.size, devices, { bindsTag: BINDS_TAG, bindsDir: GUEST_BINDS_DIR, deferRoot: true }));
       const features = agent.hello.features ?? 0;
       if (!(features & FEATURE_DEFER_ROOT) || !(features & FEATURE_NET) || !agent.extended) {
         throw new SandboxError('the guest agent cannot serve a pooled VM (FEATURES bits 0, 3 and 6 needed)');
@@ -213,10 +224,7 @@ export class Sandbox {
     this.pendingNet = { plan: netPlan, wire, stateDir };
     plan.setup.network = GuestNet.setupOf(netPlan, this.agent.hello.features ?? 0);
     plan.setup.sysctl = { ...GuestNet.sysctlsOf(netPlan, this.vm.config.memoryMiB), ...plan.setup.sysctl };
-    const engineGone = this.vm.engine.exited.then((e) => {
-      throw new SandboxError(`the VM stopped during the container's set-up (engine exit ${e.signal ?? e.code}); see ${this.opts.stateDir}/console.log`);
-    });
-    const done = Promise.race([this.agent.setup(plan.setup), engineGone]);
+    const done = Promise.race([this.agent.setup(plan.setup), engineGone(this.vm, 'during the container\'s set-up', this.opts.stateDir)]);
     done.catch(() => {});
     // Host work that can overlap the guest's (the caller's process spec).
     duringSetup?.();
