@@ -4,13 +4,12 @@
 // nothing to configure) come back as rejections, and a worker that is gone
 // rejects at once. The net device owns the passt socket once attached: the
 // worker closes it when it stops.
-import { mmioTransport } from '../helpers/mmio-transport.js';
+import { mmioTransport, published } from '../helpers/mmio-transport.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import fs from 'node:fs';
 import path from 'node:path';
 import { scratch } from '../helpers/husk.js';
 import { DeviceHost, type DeviceAttachment } from '../../src/vmm/vhost-user/device-host.js';
-import { MmioState, W } from '../../src/vmm/virtio/mmio.js';
 import type { MmioWorkerTransport } from '../../src/vmm/virtio/mmio-backend.js';
 import { closeFd, memfdCreate, readFd } from '../../src/sys/io.js';
 import { socketPair } from '../../src/sys/unix-socket.js';
@@ -22,13 +21,6 @@ beforeAll(() => { tmp = scratch('husk-devconf-'); });
 afterAll(() => { fds.forEach(closeFd); tmp.cleanup(); });
 
 const transport = (memFd: number, queues: number): MmioWorkerTransport => mmioTransport(memFd, MEM, queues, fds);
-
-async function published(a: DeviceAttachment): Promise<boolean> {
-  const s = new MmioState((a.transport as MmioWorkerTransport).state);
-  const r = Atomics.waitAsync(s.w, W.published, 0, 20_000);
-  if (r.async) await r.value;
-  return s.get(W.published) === 1;
-}
 
 describe('DeviceHost.configure', () => {
   it('configures a deferred fs device and a net device in one worker, and relays refusals', async () => {

@@ -3,7 +3,7 @@
 // state, statistics come back per device, stop ends the worker; and a host
 // told never to start (the engine ended before its first KVM_RUN) spawns
 // nothing and still resolves `closed`. Real worker threads (from dist/).
-import { mmioTransport } from '../helpers/mmio-transport.js';
+import { mmioTransport, published } from '../helpers/mmio-transport.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -34,20 +34,14 @@ function devices(): DeviceAttachment[] {
 
 const stateOf = (a: DeviceAttachment) => new MmioState((a.transport as MmioWorkerTransport).state);
 
-async function published(s: MmioState, timeoutMs = 20_000): Promise<boolean> {
-  const r = Atomics.waitAsync(s.w, W.published, 0, timeoutMs);
-  if (r.async) await r.value;
-  return s.get(W.published) === 1;
-}
-
 describe('DeviceHost with several devices in one worker', () => {
   it('publishes every device, reports statistics per device and stops', async () => {
     const atts = devices();
     const logs: string[] = [];
     const ready = Promise.withResolvers<number>();
     const host = new DeviceHost(atts, (m) => logs.push(m), { onReady: (us) => ready.resolve(us) });
-    expect(await published(stateOf(atts[0]!))).toBe(true);
-    expect(await published(stateOf(atts[1]!))).toBe(true);
+    expect(await published(atts[0]!)).toBe(true);
+    expect(await published(atts[1]!)).toBe(true);
     expect(stateOf(atts[0]!).get(W.deviceId)).toBe(26); // virtio-fs
     expect(stateOf(atts[1]!).get(W.deviceId)).toBe(19); // virtio-vsock
     expect(stateOf(atts[0]!).get(W.queueCount)).toBe(2);
