@@ -112,7 +112,7 @@ export function daemonLog(dir: string): (msg: string) => void {
 export async function runContainer(o: Pick<DaemonOptions, 'root' | 'id' | 'consoleSocket' | 'preserveFds'>, log: (msg: string) => void, side: ContainerSide): Promise<number> {
   const dir = containerDir(o.root, o.id);
   // The container's stdio may go away (its reader exits): that is the container's business, not a crash.
-  for (const s of [side.stdout, side.stderr]) (s as NodeJS.WritableStream & { on(e: 'error', f: (e: Error) => void): void }).on('error', (e) => log(`container stdio: ${e.message}`));
+  for (const s of [side.stdout, side.stderr]) s.on('error', (e: Error) => log(`container stdio: ${e.message}`));
 
   let state = JSON.parse(fs.readFileSync(stateFile(dir), 'utf8')) as ContainerState;
   const save = (patch: Partial<ContainerState>, husk: Partial<ContainerState['husk']> = {}) => {
